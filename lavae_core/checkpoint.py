@@ -1,0 +1,100 @@
+"""Checkpoints: one dict of plain types and state_dicts, readable with
+``torch.load(path, weights_only=True)``, written atomically (temporary file + rename).
+
+Keys: config (plain dict), model (state_dict), optimizer (state_dict, absent in shipped weights),
+step, wall_s (training seconds so far), rng (torch generator states, for an exact resume),
+hardware, versions.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from .config import Config
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not match the request."""
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The given device, else ``$LAVAE_DEVICE``, else CUDA when available, else the CPU."""
+    name = device or os.environ.get("LAVAE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def hardware(device: torch.device | str = "cpu") -> str:
+    """A one-line description of where a number was measured."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads (CPU), torch {torch.__version__}"
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    """The model a config describes: LAVAE or the baseline ConvVAE."""
+    from .baseline import ConvVAE
+    from .lavae import LAVAE
+    model = LAVAE(cfg) if cfg.model == "lavae" else ConvVAE.baseline(cfg)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` atomically: a kill mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None):
+    """Load a checkpoint (or shipped weights) -> (model in eval mode, Config, checkpoint dict)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train one first (python -m lavae_core.train"
+                              " --help) or pass the path of a .pt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise CheckpointError(f"could not read checkpoint {path}: {e}") from e
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
+    cfg = Config.from_dict(ckpt["config"])
+    model = build_model(cfg)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    missing = [k for k in missing if not (ckpt.get("aux_dropped") and k.startswith("aux."))]
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    model.to(pick_device(device if device is not None else None)).eval()
+    return model, cfg, ckpt
+
+
+def ship_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a training checkpoint without optimizer and RNG state (the small file we ship)."""
+    ckpt = torch.load(Path(src), map_location="cpu", weights_only=True)
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")}
+    model = keep["model"]
+    if keep["config"].get("model") == "lavae":  # the warm-up VAE is not part of the trained model
+        keep["model"] = {k: v for k, v in model.items() if not k.startswith("aux.")}
+        keep["aux_dropped"] = True
+    return save_checkpoint(dst, keep)

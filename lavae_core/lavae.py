@@ -1,0 +1,346 @@
+"""LAVAE: the Location-Appearance VAE (paper Section 2, Appendices A and B).
+
+Generative model (Eq. 1-4, 12): n ~ Cat(M + 1, a) with a learned; n locations drawn uniformly
+without replacement among the D pixels (Eq. 3); z_app ~ N(0, I_L); each sprite f_sprite(z_app) is
+convolved with its location's one-hot map and the n results are summed into the Bernoulli means.
+
+Inference model (Eq. 5, 7-11): two fully convolutional nets give h_app (2L channels) and h_loc
+(1 channel, times gamma); n is f_count(h_loc) (a point mass); locations are sampled sequentially
+without replacement from softmax(h_loc) (Gumbel-softmax while training); the appearance posterior's
+mean and log-variance are read off h_app at each location.
+
+Loss: the negative ELBO (Eq. 6) with the KL split as in Appendix A.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .baseline import ConvVAE, bernoulli_log_lik, gaussian_kl, log_normal
+from .nets import ResBlock, ResNet, conv_act_bn
+
+EPS = 1e-5  # Bernoulli means are clamped to [EPS, 1 - EPS]; see LAVAE.render
+
+
+def bernoulli_log_prob(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; lam) summed over channels and pixels (Eq. 12): one term per pixel and
+    channel, so 3D terms for multi-dSprites."""
+    return (x * lam.log() + (1 - x) * (-lam).log1p()).flatten(1).sum(1)
+
+
+def f_count(h_loc: torch.Tensor, threshold: float, window: int, max_objects: int):
+    """f_count of Appendix B: keep the points of h_loc that are local maxima (within a ``window``
+    x ``window`` neighbourhood) and count those above ``threshold``; at most ``max_objects``.
+
+    h_loc: (B, H, W) or (B, 1, H, W). Returns (counts (B,) long, peaks (B, H, W) bool).
+    A 3x3 neighbourhood over-counts on blurry maps; a sprite-sized window does not, and never merges
+    two objects of the data sets, whose centres are at least a box width apart.
+    """
+    h = h_loc.reshape(h_loc.shape[0], 1, *h_loc.shape[-2:])
+    pooled = F.max_pool2d(h, window, stride=1, padding=window // 2)
+    peaks = ((h == pooled) & (h > threshold)).squeeze(1)
+    return peaks.flatten(1).sum(1).clamp(max=max_objects), peaks
+
+
+def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None = None,
+                               generator: torch.Generator | None = None):
+    """Eq. 8 and 11: k sequential draws from Cat(softmax(logits)) without replacement.
+
+    After each draw the chosen location's logit is set to -inf, which is Eq. 11's renormalised
+    b^(i). Draws use the Gumbel-max trick; with ``tau`` the relaxed one-hot sample
+    softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for single-sample gradients.
+
+    Returns idx (B, k) long, y (B, k, D) float or None, log_q (B, k): log b^(i)[idx_i].
+    """
+    b, d = logits.shape
+    if k > d:
+        raise ValueError(f"cannot draw {k} locations without replacement from {d}")
+    taken = torch.zeros(b, d, dtype=torch.bool, device=logits.device)
+    idx, ys, log_q = [], [], []
+    for _ in range(k):
+        lg = logits.masked_fill(taken, float("-inf"))
+        u = torch.rand(b, d, generator=generator, device="cpu" if generator is not None else logits.device)
+        g = -torch.log(-torch.log(u.to(logits.device).clamp(1e-10, 1 - 1e-7)))
+        i = (lg + g).argmax(1)
+        log_q.append(lg.log_softmax(1).gather(1, i[:, None]).squeeze(1))
+        if tau is not None:
+            ys.append(((lg + g) / tau).softmax(1))
+        idx.append(i)
+        taken = taken.scatter(1, i[:, None], True)
+    if k == 0:
+        empty = logits.new_zeros(b, 0)
+        return empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty
+    return (torch.stack(idx, 1), torch.stack(ys, 1) if tau is not None else None,
+            torch.stack(log_q, 1))
+
+
+class SpriteDecoder(nn.Module):
+    """f_sprite (App. B): FC -> conv -> bilinear up-sampling to the sprite size -> concat z
+    (expanded over space) -> 3 residual blocks of 2 convs -> conv -> sigmoid. Leaky ReLU and batch
+    norm after every layer except in the last residual block."""
+
+    def __init__(self, latent_dim: int, width: int, base: int, size: int, out_ch: int):
+        super().__init__()
+        self.width, self.base, self.size = width, base, size
+        self.fc = nn.Sequential(nn.Linear(latent_dim, width * base * base), nn.LeakyReLU(0.2))
+        self.fc_bn = nn.BatchNorm2d(width)
+        self.conv = conv_act_bn(width, width)
+        self.blocks = nn.Sequential(ResBlock(width + latent_dim, width), ResBlock(width),
+                                    ResBlock(width, plain=True))
+        self.out = nn.Conv2d(width, out_ch, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, L) -> sprites (N, C, S, S) in (0, 1)."""
+        h = self.fc_bn(self.fc(z).view(-1, self.width, self.base, self.base))
+        h = F.interpolate(self.conv(h), size=(self.size, self.size), mode="bilinear",
+                          align_corners=False)
+        h = torch.cat([h, z[:, :, None, None].expand(-1, -1, self.size, self.size)], 1)
+        return torch.sigmoid(self.out(self.blocks(h)))
+
+
+@dataclass
+class Inference:
+    """What LAVAE infers for a batch (used by figures and widgets). K = max count in the batch;
+    slots at or beyond an image's count are padding (mask False, location -1)."""
+    n: torch.Tensor          # (B,) inferred number of objects
+    mask: torch.Tensor       # (B, K) bool
+    locations: torch.Tensor  # (B, K, 2) long, (row, col) of each object's centre, -1 if absent
+    z_app: torch.Tensor      # (B, K, L): posterior means (or samples)
+    logvar: torch.Tensor     # (B, K, L)
+    sprites: torch.Tensor    # (B, K, C, S, S)
+    recon: torch.Tensor      # (B, C, H, W) Bernoulli means
+    h_loc: torch.Tensor      # (B, H, W) location logits
+
+
+class LAVAE(nn.Module):
+    """The LAVAE model; see the module docstring. ``cfg`` is a :class:`lavae_core.config.Config`."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        c, w, L = cfg.channels, cfg.inf_width, cfg.latent_dim
+        self.app_net = ResNet(c, w, 2 * L, cfg.inf_blocks)
+        self.loc_net = nn.Sequential(ResNet(c, w, w, cfg.inf_blocks), conv_act_bn(w, w),
+                                     conv_act_bn(w, w), nn.Conv2d(w, 1, 3, padding=1))
+        self.prior_n_logits = nn.Parameter(torch.zeros(cfg.max_objects + 1))  # a of Eq. 2
+        self.sprite = SpriteDecoder(L, cfg.dec_width, cfg.dec_base, cfg.sprite_size, c)
+        self.aux = ConvVAE.auxiliary(cfg)  # warm-up only (App. B)
+
+    # ---------------------------------------------------------------- parameter groups
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """'loc': the location inference net (its own learning rate and decay, App. B);
+        'rest': appearance net, f_sprite, p(n) and the auxiliary VAE."""
+        loc = list(self.loc_net.parameters())
+        ids = {id(p) for p in loc}
+        return {"loc": loc, "rest": [p for p in self.parameters() if id(p) not in ids]}
+
+    @property
+    def D(self) -> int:
+        return self.cfg.image_size ** 2
+
+    def check_input(self, x: torch.Tensor) -> None:
+        c, s = self.cfg.channels, self.cfg.image_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
+            raise ValueError(f"expected images of shape (B, {c}, {s}, {s}) for {self.cfg.dataset}, "
+                             f"got {tuple(x.shape)}")
+
+    # ---------------------------------------------------------------- inference pieces
+    def infer_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_app (B, 2L, H, W) and h_loc = gamma * logits (B, H, W) (Section 2, App. B)."""
+        self.check_input(x)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h_app = self.app_net(x)
+        h_loc = self.cfg.gamma * self.loc_net(x)[:, 0]
+        return h_app, h_loc
+
+    def count(self, h_loc: torch.Tensor):
+        """f_count with the threshold 4 gamma (App. B); returns (counts, peaks)."""
+        cfg = self.cfg
+        return f_count(h_loc, cfg.count_threshold * cfg.gamma, cfg.count_window, cfg.max_objects)
+
+    def log_prior_n(self) -> torch.Tensor:
+        """log p(n), n = 0..M (Eq. 2)."""
+        return self.prior_n_logits.log_softmax(0)
+
+    def log_prior_loc(self, k: int, device=None) -> torch.Tensor:
+        """log p(z_loc^(i) | z_loc^(<i)) = -log(D - i + 1), i = 1..k (Eq. 3)."""
+        return -torch.log(self.D - torch.arange(k, device=device, dtype=torch.float32))
+
+    # ---------------------------------------------------------------- generative pieces
+    def decode_sprites(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """f_sprite on the present objects only: z (B, K, L), mask (B, K) -> (B, K, C, S, S)."""
+        b, k, _ = z.shape
+        s, c = self.cfg.sprite_size, self.cfg.channels
+        sprites = z.new_zeros(b, k, c, s, s)
+        if mask.any():
+            sprites[mask] = self.sprite(z[mask])
+        return sprites
+
+    def render(self, sprites: torch.Tensor, where: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 4: lambda = sum_i f_sprite(z_app^(i)) * z_loc^(i), each sprite centred on its location.
+
+        ``where`` is either location indices (B, K) long (hard one-hot: the sprites are pasted by a
+        scatter-add, cheap) or relaxed one-hot maps (B, K, D) float (Gumbel-softmax samples: the 2-D
+        convolution the paper writes, computed with FFTs, ~10x cheaper than a direct convolution
+        with 17x17 kernels). Absent slots (mask False) add
+        nothing. Overlapping sprites could sum past 1, and pixels no sprite touches are exactly 0,
+        so the means are clamped to [1e-5, 1 - 1e-5]; the data sets' objects do not overlap, so the
+        upper clamp only acts on overlapping sprites, and the lower one costs < 0.05 nats an image.
+        """
+        b, k, c, s, _ = sprites.shape
+        hw = self.cfg.image_size
+        sprites = sprites * mask[:, :, None, None, None].to(sprites.dtype)
+        if k == 0:
+            return sprites.new_full((b, c, hw, hw), EPS)
+        if where.dtype == torch.long:
+            hp = hw + s - 1  # canvas padded by s//2 on every side
+            r, col = where // hw, where % hw
+            base = r * hp + col                                                 # (B, K)
+            ar = torch.arange(s, device=where.device)
+            offs = (ar[:, None] * hp + ar[None, :]).flatten()                   # (S*S,)
+            index = (base[:, :, None] + offs).reshape(b, 1, k * s * s).expand(b, c, -1)
+            src = sprites.permute(0, 2, 1, 3, 4).reshape(b, c, k * s * s)
+            canvas = sprites.new_zeros(b, c, hp * hp).scatter_add(2, index, src)
+            lam = canvas.view(b, c, hp, hp)[:, :, s // 2: s // 2 + hw, s // 2: s // 2 + hw]
+        else:  # full linear convolution via FFT, summed over objects in the frequency domain
+            n = hw + s - 1
+            spec = torch.fft.rfft2(where.view(b, k, 1, hw, hw), s=(n, n)) * torch.fft.rfft2(sprites, s=(n, n))
+            lam = torch.fft.irfft2(spec.sum(1), s=(n, n))[:, :, s // 2: s // 2 + hw, s // 2: s // 2 + hw]
+        return lam.clamp(EPS, 1 - EPS)
+
+    def locations_to_index(self, locations: torch.Tensor) -> torch.Tensor:
+        """(..., 2) (row, col) -> flat index row * W + col; absent (-1) maps to 0."""
+        hw = self.cfg.image_size
+        if ((locations >= hw) | (locations < -1)).any():
+            raise ValueError(f"locations must lie in [0, {hw}) (or -1 for absent)")
+        return (locations[..., 0] * hw + locations[..., 1]).clamp(min=0)
+
+    def decode(self, locations: torch.Tensor, z_app: torch.Tensor,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render an (edited) set of latents: locations (B, K, 2) (row, col), z_app (B, K, L);
+        mask (B, K) defaults to locations >= 0. Returns (Bernoulli means (B, C, H, W), sprites)."""
+        if mask is None:
+            mask = (locations >= 0).all(-1)
+        sprites = self.decode_sprites(z_app, mask)
+        return self.render(sprites, self.locations_to_index(locations), mask), sprites
+
+    # ---------------------------------------------------------------- the ELBO (Eq. 6, App. A)
+    def loss_terms(self, x: torch.Tensor, tau: float, p_force_one: float = 0.0,
+                   aux_weight: float = 0.0) -> dict[str, torch.Tensor]:
+        """Per-image terms of the negative ELBO, training version (relaxed locations).
+
+        -ELBO = recon + kl_app + kl_loc + kl_n (Appendix A):
+          kl_app = sum_i KL(q(z_app^(i) | z_loc^(i), x) || N(0, I))   (analytic)
+          kl_loc = sum_i log q(z_loc^(i) | z_loc^(<i), x) - log p(z_loc^(i) | z_loc^(<i)) (1 sample)
+          kl_n   = KL(delta(n - n_hat) || p(n)) = -log p(n_hat)
+        With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
+        of App. B); p(n) is always fitted to the inferred n_hat, so forcing does not bias the prior.
+        ``aux_weight`` > 0 adds the warm-up loss: the auxiliary VAE's negative ELBO plus the squared
+        distance between h_loc and its KL map (bilinearly up-sampled to D, times
+        ``cfg.aux_target_scale``, no gradient into it).
+        """
+        h_app, h_loc = self.infer_maps(x)
+        b, hw = x.shape[0], self.cfg.image_size
+        n_hat, _ = self.count(h_loc.detach())
+        n = n_hat.clone()
+        if p_force_one > 0:
+            n = torch.where(torch.rand(b, device=x.device) < p_force_one, torch.ones_like(n), n)
+        k = int(n.max())
+        idx, y, log_q_loc = sample_without_replacement(h_loc.flatten(1), k, tau)
+        mask = torch.arange(k, device=x.device)[None] < n[:, None]
+        stats = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2))   # Eq. 9 at the relaxed location
+        mu, logvar = stats.chunk(2, -1)
+        logvar = logvar.clamp(-12.0, 8.0)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        lam = self.render(self.decode_sprites(z, mask), y, mask)
+        m = mask.to(x.dtype)
+        recon = -bernoulli_log_prob(lam, x)
+        kl_app = (gaussian_kl(mu, logvar).sum(-1) * m).sum(1)
+        kl_loc = ((log_q_loc - self.log_prior_loc(k, x.device)) * m).sum(1)
+        kl_n = -self.log_prior_n()[n_hat]
+        neg_elbo = recon + kl_app + kl_loc + kl_n
+        out = {"loss": neg_elbo, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
+               "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat}
+        if aux_weight > 0:
+            aux = self.aux.loss_terms(x)
+            target = self.cfg.aux_target_scale * F.interpolate(
+                aux["kl_map"].detach(), size=(hw, hw), mode="bilinear", align_corners=False)[:, 0]
+            sq = (h_loc - target).pow(2).flatten(1).sum(1)
+            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=neg_elbo + aux_weight * (aux["loss"] + sq))
+        return out
+
+    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log p(x, n, z_loc, z_app) - log q(n, z_loc, z_app | x) for k exact (hard) samples per
+        image, batched over samples: (B, k). Their log-mean-exp is the importance-sampled bound of
+        Table 1; their mean is the ELBO (Eq. 6)."""
+        h_app, h_loc = self.infer_maps(x)
+        b, L = x.shape[0], self.cfg.latent_dim
+        n_hat, _ = self.count(h_loc)
+        kmax = int(n_hat.max())
+        rows = torch.arange(b, device=x.device).repeat_interleave(k)      # (B*k,) image of each row
+        n = n_hat[rows]
+        idx, _, log_q_loc = sample_without_replacement(h_loc.flatten(1)[rows], kmax)
+        mask = torch.arange(kmax, device=x.device)[None] < n[:, None]
+        stats = h_app.flatten(2).transpose(1, 2)[rows[:, None], idx]       # (B*k, K, 2L), Eq. 9
+        mu, logvar = stats.chunk(2, -1)
+        logvar = logvar.clamp(-12.0, 8.0)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        lam = self.render(self.decode_sprites(z, mask), idx, mask)
+        m = mask.to(x.dtype)
+        log_lik = bernoulli_log_prob(lam, x[rows])
+        log_pz = (-0.5 * (math.log(2 * math.pi) + z.pow(2))).sum(-1)
+        log_qz = log_normal(z, mu, logvar).sum(-1)
+        latents = ((self.log_prior_loc(kmax, x.device) - log_q_loc + log_pz - log_qz) * m).sum(1)
+        return (log_lik + self.log_prior_n()[n] + latents).view(b, k)
+
+    # ---------------------------------------------------------------- figures and widgets
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, sample: bool = False,
+              generator: torch.Generator | None = None) -> Inference:
+        """Count, locate and describe the objects of a batch.
+
+        ``sample=False``: the locations are the n_hat peaks of h_loc found by f_count (highest
+        first) and z_app is the posterior mean. ``sample=True``: locations drawn from q (Eq. 8, 11)
+        and z_app from q (Eq. 10)."""
+        h_app, h_loc = self.infer_maps(x)
+        b, hw = x.shape[0], self.cfg.image_size
+        n, peaks = self.count(h_loc)
+        k = int(n.max())
+        if sample:
+            idx, _, _ = sample_without_replacement(h_loc.flatten(1), k, generator=generator)
+        else:
+            score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
+            idx = score.topk(k, 1).indices if k else score.new_zeros(b, 0).long()
+        mask = torch.arange(k, device=x.device)[None] < n[:, None]
+        stats = h_app.flatten(2).transpose(1, 2).gather(1, idx[:, :, None].expand(-1, -1, h_app.shape[1]))
+        mu, logvar = stats.chunk(2, -1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        locations = torch.stack([idx // hw, idx % hw], -1).masked_fill(~mask[..., None], -1)
+        sprites = self.decode_sprites(z, mask)
+        recon = self.render(sprites, idx, mask)
+        return Inference(n, mask, locations, z, logvar, sprites, recon, h_loc)
+
+    @torch.no_grad()
+    def sample_prior(self, n_images: int, p_n: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Images (Bernoulli means) from the generative model (Eq. 1-4). ``p_n``: a probability
+        vector over 0..M replacing the learned p(n) (e.g. uniform on {4, 5} for Figure 9).
+        Returns (images, latents dict with n, locations, z_app, mask)."""
+        cfg, dev = self.cfg, self.prior_n_logits.device
+        probs = self.log_prior_n().exp() if p_n is None else torch.as_tensor(p_n, dtype=torch.float32)
+        if probs.shape != (cfg.max_objects + 1,) or (probs < 0).any() or probs.sum() <= 0:
+            raise ValueError(f"p_n must be {cfg.max_objects + 1} non-negative probabilities")
+        n = torch.multinomial(probs.cpu() / probs.sum(), n_images, True, generator=generator).to(dev)
+        k = int(n.max())
+        idx = torch.rand(n_images, self.D, generator=generator).argsort(1)[:, :k].to(dev)  # Eq. 3
+        mask = torch.arange(k, device=dev)[None] < n[:, None]
+        z = torch.randn(n_images, k, cfg.latent_dim, generator=generator).to(dev)
+        hw = cfg.image_size
+        locations = torch.stack([idx // hw, idx % hw], -1).masked_fill(~mask[..., None], -1)
+        images, sprites = self.decode(locations, z, mask)
+        return images, {"n": n, "locations": locations, "z_app": z, "mask": mask, "sprites": sprites}

@@ -1,0 +1,256 @@
+"""Training loop and command line (Appendix B, "We optimized the model ...", "Training warm-up").
+
+Recipe: Adamax, two parameter groups (the location inference net at lr_loc, decayed exponentially by
+``lr_loc_decay`` over ``lr_loc_decay_steps``; the rest at lr); Gumbel-softmax temperature annealed
+exponentially from tau_start to tau_end over tau_steps; a warm-up of ``warmup_steps`` with the
+auxiliary VAE loss at full weight and n forced to 1, then ``warmup_anneal_steps`` over which the
+auxiliary weight falls linearly to 0 and P(force n = 1) to ``force_n1_end``. The baseline's beta
+rises linearly from 0 to 1 over ``beta_anneal_steps``.
+
+A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.json and command.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import (CheckpointError, build_model, hardware, load_checkpoint, pick_device,
+                         save_checkpoint)
+from .config import DATASETS, PROFILES, Config, make_config
+from .evaluate import as_float, count_accuracy
+
+COLUMNS = ["step", "wall_s", "images_per_s", "loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n",
+           "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta",
+           "count_acc", "count_acc7"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+def schedules(cfg: Config, step: int) -> dict[str, float]:
+    """Every annealed quantity of Appendix B at a given step."""
+    frac = lambda n: min(step / n, 1.0) if n > 0 else 1.0  # noqa: E731
+    if step < cfg.warmup_steps:
+        anneal = 0.0
+    elif cfg.warmup_anneal_steps > 0:
+        anneal = min((step - cfg.warmup_steps) / cfg.warmup_anneal_steps, 1.0)
+    else:
+        anneal = 1.0
+    return {
+        "tau": cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac(cfg.tau_steps),
+        "lr_loc": cfg.lr_loc * cfg.lr_loc_decay ** (-frac(cfg.lr_loc_decay_steps)),
+        "lr": cfg.lr,
+        "aux_weight": 1.0 - anneal,
+        "p_force_one": 1.0 - (1.0 - cfg.force_n1_end) * anneal,
+        "beta": frac(cfg.beta_anneal_steps),
+    }
+
+
+def load_split(cfg: Config, split: str, n_images: int | None = None, progress: bool = True):
+    """A data split for training or held-out metrics. The smoke profile generates a tiny set in
+    memory; the others read (or create) the cached paper-sized split and take its first n_images."""
+    from .datasets import generate, load
+    if cfg.profile == "smoke":
+        n_obj = {"train": (0, 3), "test": (0, 3), "test7": (7, 7)}[split]
+        seed = cfg.seed + {"train": 0, "test": 1, "test7": 2}[split]
+        return generate(cfg.dataset, n_images or 64, n_objects=n_obj, seed=seed, progress=False)
+    data = load(cfg.dataset, split, progress=progress)
+    return data.subset(np.arange(min(n_images, len(data)))) if n_images else data
+
+
+def _open_csv(path: Path, step: int):
+    """metrics.csv, truncated to rows at or before ``step`` (so a resumed run continues it)."""
+    rows = []
+    if path.exists() and step > 0:
+        with path.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    f = path.open("w", newline="")
+    w = csv.DictWriter(f, COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    f.flush()
+    return f, w
+
+
+def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: bool = True,
+          progress: bool = True, max_minutes: float | None = None, train_images=None,
+          eval_sets: dict | None = None, command: str | None = None) -> dict:
+    """Train ``cfg.model`` on ``cfg.dataset``; returns the last metrics row.
+
+    ``train_images`` (uint8 (N, C, 64, 64)) and ``eval_sets`` ({"count_acc": (images, counts),
+    "count_acc7": ...}) default to the data set's splits. With ``resume`` an existing checkpoint in
+    ``run_dir`` is continued exactly (same batches, same noise). ``max_minutes`` stops early (with a
+    checkpoint) once that much wall time has been spent in this call.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    # Gumbel-softmax samples at low temperature are full of denormal floats, which are ~2x slower
+    # on CPUs; flushing them to zero changes no result that matters.
+    torch.set_flush_denormal(True)
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
+    model = build_model(cfg).to(dev)
+    if cfg.model == "lavae":
+        groups = model.param_groups()
+        opt = torch.optim.Adamax([{"params": groups["loc"], "lr": cfg.lr_loc},
+                                  {"params": groups["rest"], "lr": cfg.lr}])
+    else:
+        opt = torch.optim.Adamax(model.parameters(), lr=cfg.lr)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    step, wall = 0, 0.0
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        old = Config.from_dict(ckpt["config"])
+        same = {k: v for k, v in old.to_dict().items() if k not in ("steps", "log_every", "eval_every",
+                                                                   "ckpt_every")}
+        new = {k: v for k, v in cfg.to_dict().items() if k in same}
+        if same != new:
+            diff = {k: (same[k], new[k]) for k in same if same[k] != new[k]}
+            raise CheckpointError(f"{ckpt_path} was trained with a different config {diff}; use "
+                                  "another run folder or --no-resume")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        data_gen.set_state(ckpt["rng"]["data"])
+        if dev.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], dev)
+        step, wall = int(ckpt["step"]), float(ckpt["wall_s"])
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    if command:
+        with (run_dir / "command.txt").open("a") as f:
+            f.write(f"{command}\n# on {hardware(dev)}, from step {step}\n")
+
+    if train_images is None:
+        train_images = load_split(cfg, "train", cfg.n_train, progress).images
+    if cfg.n_train:
+        train_images = train_images[:cfg.n_train]
+    train_images = torch.as_tensor(train_images)
+    if eval_sets is None and cfg.model == "lavae":
+        eval_sets = {}
+        for col, split in (("count_acc", "test"), ("count_acc7", "test7")):
+            d = load_split(cfg, split, cfg.eval_images, progress)
+            eval_sets[col] = (d.images, d.counts)
+
+    def checkpoint():
+        rng = {"torch": torch.get_rng_state(), "data": data_gen.get_state()}
+        if dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(dev)
+        save_checkpoint(ckpt_path, {"config": cfg.to_dict(), "model": model.state_dict(),
+                                    "optimizer": opt.state_dict(), "step": step, "wall_s": wall,
+                                    "rng": rng, "hardware": hardware(dev),
+                                    "versions": {"torch": str(torch.__version__)}})
+
+    csv_file, writer = _open_csv(run_dir / "metrics.csv", step)
+    sums: dict[str, tuple[float, int]] = {}
+    n_in_window, t_window = 0, time.perf_counter()
+    t_call = time.perf_counter()
+    row: dict = {}
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.model} {cfg.dataset}", disable=not progress)
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            s = schedules(cfg, step)
+            if cfg.model == "lavae":
+                opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = s["lr_loc"], s["lr"]
+            idx = torch.randint(len(train_images), (cfg.batch_size,), generator=data_gen)
+            x = as_float(train_images[idx], dev)
+            if cfg.model == "lavae":
+                terms = model.loss_terms(x, s["tau"], s["p_force_one"], s["aux_weight"])
+            else:
+                terms = model.loss_terms(x, s["beta"])
+            loss = terms["loss"].mean()
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step} ({ {k: float(v.float().mean()) for k, v in terms.items() if v.dim() == 1} }); "
+                    f"stopped. The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}; "
+                    "try a lower learning rate (--set lr=...) and resume from it.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            wall += time.perf_counter() - t0
+            n_in_window += 1
+            for k_, v in terms.items():
+                if v.dim() == 1 and k_ != "n_hat":
+                    total, cnt = sums.get(k_, (0.0, 0))
+                    sums[k_] = (total + float(v.detach().mean()), cnt + 1)
+            timed_out = max_minutes is not None and time.perf_counter() - t_call > 60 * max_minutes
+            do_eval = bool(eval_sets) and (step % cfg.eval_every == 0 or step == cfg.steps or timed_out)
+            if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
+                now = time.perf_counter()
+                row = {"step": step, "wall_s": round(wall, 2),
+                       "images_per_s": round(n_in_window * cfg.batch_size / max(now - t_window, 1e-9), 1),
+                       **{k_: round(t_ / c_, 4) for k_, (t_, c_) in sums.items()},
+                       **{k_: round(v, 6) for k_, v in s.items()}}
+                if do_eval:
+                    for col, (ims, cnts) in eval_sets.items():
+                        row[col] = round(count_accuracy(model, ims, cnts)["accuracy"], 4)
+                    model.train()
+                writer.writerow({c: row.get(c, "") for c in COLUMNS})
+                csv_file.flush()
+                bar.set_postfix({k_: row[k_] for k_ in ("loss", "count_acc", "count_acc7") if k_ in row})
+                sums, n_in_window, t_window = {}, 0, time.perf_counter()
+            bar.update(1)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or timed_out:
+                checkpoint()
+            if timed_out:
+                break
+    finally:
+        bar.close()
+        csv_file.close()
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lavae_core.train",
+                                description="Train LAVAE or the baseline beta-VAE on a data set.")
+    p.add_argument("--dataset", default="multi-mnist-1k", choices=DATASETS)
+    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--model", default="lavae", choices=("lavae", "baseline"))
+    p.add_argument("--run-dir", help="default: runs/<model>_<dataset>_<profile>_s<seed>")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="override the profile's number of steps")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set batch_size=16 lr=5e-4")
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    overrides = {}
+    fields = Config().to_dict()
+    for kv in a.set:
+        if "=" not in kv:
+            p.error(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        if k not in fields:
+            p.error(f"unknown config field {k!r}")
+        overrides[k] = json.loads(v) if v not in ("None",) else None
+    if a.steps is not None:
+        overrides["steps"] = a.steps
+    cfg = make_config(a.profile, a.dataset, a.model, seed=a.seed, **overrides)
+    run_dir = Path(a.run_dir or f"runs/{a.model}_{a.dataset}_{a.profile}_s{a.seed}")
+    if a.no_resume and (run_dir / "checkpoint.pt").exists():
+        (run_dir / "checkpoint.pt").unlink()
+    command = "python -m lavae_core.train " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
+    row = train(cfg, run_dir, a.device, resume=not a.no_resume, progress=not a.no_progress,
+                max_minutes=a.max_minutes, command=command)
+    print(json.dumps({"run_dir": str(run_dir), **row}))
+
+
+if __name__ == "__main__":
+    main()

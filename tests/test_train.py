@@ -1,0 +1,123 @@
+"""Training: schedules, smoke runs that learn, exact resume, checkpoints, errors."""
+import csv
+
+import pytest
+import torch
+
+from lavae_core.checkpoint import CheckpointError, load_checkpoint, ship_weights
+from lavae_core.config import CPU_CHANGES, make_config
+from lavae_core.train import NonFiniteLossError, main, schedules, train
+from synthetic import blob_scenes
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return blob_scenes(64)
+
+
+def test_schedules_follow_appendix_b():
+    cfg = make_config("paper")
+    s0, s_end = schedules(cfg, 0), schedules(cfg, 10**6)
+    assert s0["tau"] == pytest.approx(0.5) and s_end["tau"] == pytest.approx(0.02)
+    assert s0["lr_loc"] == pytest.approx(1e-4) and s_end["lr_loc"] == pytest.approx(1e-6)
+    assert schedules(cfg, 29_999)["aux_weight"] == 1.0 and schedules(cfg, 29_999)["p_force_one"] == 1.0
+    mid = schedules(cfg, 45_000)
+    assert mid["aux_weight"] == pytest.approx(0.5) and mid["p_force_one"] == pytest.approx(0.55)
+    assert s_end["aux_weight"] == 0.0 and s_end["p_force_one"] == pytest.approx(0.1)
+    assert schedules(cfg, 50_000)["beta"] == pytest.approx(0.5)
+    assert make_config("paper", "multi-dsprites").lr_loc == 5e-4
+
+
+def test_profiles_and_errors():
+    cpu = make_config("cpu")
+    assert all(getattr(cpu, k) == v for k, (v, _) in CPU_CHANGES.items())
+    assert make_config("paper", "multi-dsprites").sprite_size == 21
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        make_config("gpu")
+    with pytest.raises(ValueError, match="unknown data set"):
+        make_config("cpu", "mnist")
+
+
+@pytest.mark.parametrize("model", ["lavae", "baseline"])
+def test_smoke_training_lowers_the_loss(tmp_path, scenes, model):
+    # LAVAE stays in its warm-up (auxiliary loss on, n forced to 1); the baseline at beta = 1
+    cfg = make_config("smoke", model=model, steps=40, log_every=10, eval_every=40,
+                      warmup_steps=40, tau_steps=40, lr_loc_decay_steps=40, beta_anneal_steps=0)
+    train(cfg, tmp_path, train_images=scenes[0], eval_sets={"count_acc": scenes} if model == "lavae" else None,
+          progress=False)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+    assert float(rows[-1]["loss"]) < 0.8 * float(rows[0]["loss"])
+    if model == "lavae":
+        assert 0.0 <= float(rows[-1]["count_acc"]) <= 1.0
+
+
+def test_resume_gives_identical_next_steps(tmp_path, scenes):
+    cfg = make_config("smoke", steps=6, ckpt_every=3)
+    kw = dict(train_images=scenes[0], eval_sets={"count_acc": scenes}, progress=False)
+    train(cfg, tmp_path / "straight", **kw)
+    # a run stopped at step 3 (as if killed after its checkpoint), then resumed to step 6
+    train(make_config("smoke", steps=3, ckpt_every=3), tmp_path / "resumed", **kw)
+    train(cfg, tmp_path / "resumed", **kw)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    rows = list(csv.DictReader((tmp_path / "resumed" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]
+
+
+def test_checkpoint_round_trip(tmp_path, scenes):
+    cfg = make_config("smoke", steps=2)
+    train(cfg, tmp_path, train_images=scenes[0], eval_sets={}, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain types + tensors only
+    assert ckpt["config"]["profile"] == "smoke" and ckpt["step"] == 2
+    model, cfg2, _ = load_checkpoint(tmp_path)
+    assert cfg2 == cfg and not model.training
+    shipped = ship_weights(tmp_path / "checkpoint.pt", tmp_path / "weights.pt")
+    small, _, sc = load_checkpoint(shipped)
+    assert "optimizer" not in sc
+    x = torch.as_tensor(scenes[0][:4]).float()
+    assert torch.equal(small.infer(x).recon, model.infer(x).recon)
+
+
+def test_resume_with_another_config_is_refused(tmp_path, scenes):
+    train(make_config("smoke", steps=2), tmp_path, train_images=scenes[0], eval_sets={}, progress=False)
+    with pytest.raises(CheckpointError, match="different config"):
+        train(make_config("smoke", steps=4, lr=0.1), tmp_path, train_images=scenes[0], eval_sets={},
+              progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, scenes, monkeypatch):
+    cfg = make_config("smoke", steps=2)
+    train(cfg, tmp_path, train_images=scenes[0], eval_sets={}, progress=False)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    from lavae_core.lavae import LAVAE
+    real = LAVAE.loss_terms
+
+    def nan_loss(self, *a, **k):
+        out = real(self, *a, **k)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+    monkeypatch.setattr(LAVAE, "loss_terms", nan_loss)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 2"):
+        train(make_config("smoke", steps=4), tmp_path, train_images=scenes[0], eval_sets={},
+              progress=False)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="could not read"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_command_line_rejects_bad_input(capsys):
+    with pytest.raises(SystemExit):
+        main(["--profile", "gpu"])
+    with pytest.raises(SystemExit):
+        main(["--set", "not_a_field=3"])
+    assert "unknown config field" in capsys.readouterr().err
