@@ -98,3 +98,33 @@ def ship_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         keep["model"] = {k: v for k, v in model.items() if not k.startswith("aux.")}
         keep["aux_dropped"] = True
     return save_checkpoint(dst, keep)
+
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def run_name(model: str, dataset: str, profile: str, seed: int) -> str:
+    """Name of a run folder and of its shipped weights: ``<model>_<dataset>_<profile>_s<seed>``."""
+    return f"{model}_{dataset}_{profile}_s{seed}"
+
+
+def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: str = "cpu",
+              seed: int = 0, smoke: bool = False, device: str | None = None):
+    """The model the notebooks use -> (model, config, checkpoint dict).
+
+    ``smoke``: trains a seconds-long smoke model into a temporary folder (for CI). Otherwise loads
+    the shipped weights ``checkpoints/<run_name>.pt`` (or a run folder of that name under runs/)."""
+    if smoke:
+        import tempfile
+        from .config import make_config
+        from .train import train
+        folder = Path(tempfile.mkdtemp(prefix="lavae_smoke_"))
+        train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
+        return load_checkpoint(folder, device)
+    name = run_name(model, dataset, profile, seed)
+    for path in (CHECKPOINTS / f"{name}.pt", CHECKPOINTS.parent / "runs" / name / "checkpoint.pt"):
+        if path.exists():
+            return load_checkpoint(path, device)
+    raise CheckpointError(f"no trained model {name}: looked for checkpoints/{name}.pt and runs/{name}/."
+                          f" Train it with: python -m lavae_core.train --model {model} --dataset "
+                          f"{dataset} --profile {profile} --seed {seed}")

@@ -54,6 +54,7 @@ class Config:
     tau_steps: int = 100_000
     warmup_steps: int = 30_000         # auxiliary loss at full weight, n forced to 1
     warmup_anneal_steps: int = 30_000  # aux weight -> 0 and P(force n=1) -> force_n1_end
+    force_n1_start: float = 1.0        # P(force n = 1) during the warm-up (paper: 1)
     force_n1_end: float = 0.1
     # ---- bookkeeping -------------------------------------------------------------------------
     seed: int = 0
@@ -83,14 +84,18 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
     "vae_width": (32, "baseline trained under the same budget as LAVAE"),
     "batch_size": (32, "more steps per minute; steps matter more than batch size early on"),
     "steps": (3_000, "~30-40 minutes on 2 cores"),
-    "warmup_steps": (400, "schedules compressed ~75x to fit the step budget"),
+    "warmup_steps": (200, "measured: count accuracy peaks ~200 steps into the warm-up, then the "
+                     "KL-map target's extra peaks take over; the ELBO prunes them once it is gone"),
     "warmup_anneal_steps": (400, "as above"),
     "tau_steps": (2_500, "as above"),
     "lr_loc_decay_steps": (3_000, "as above"),
     "beta_anneal_steps": (1_500, "as above"),
-    "aux_target_scale": (8.0, "after a 400-step warm-up the auxiliary VAE's KL map peaks at only "
+    "aux_target_scale": (16.0, "after a short warm-up the auxiliary VAE's KL map peaks at only "
                          "~2-3 nats, far below f_count's threshold 4 gamma = 16; scaled, objects "
                          "start above it and the ELBO prunes the extra peaks"),
+    "force_n1_start": (0.1, "forcing n = 1 makes the objects' location peaks compete: measured "
+                       "here, 7-object count accuracy fell from 0.6 to 0.2 during a forced "
+                       "warm-up, while the KL-map target alone already counts 0-3 objects at ~0.9"),
     "log_every": (25, "finer curves for a short run"),
     "eval_every": (250, "finer curves for a short run"),
     "eval_images": (500, "count accuracy on 500 test and 500 7-object images"),

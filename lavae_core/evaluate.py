@@ -104,6 +104,79 @@ def evaluate_checkpoint(path, splits=("test", "test7"), n_images: int | None = 1
     return out
 
 
+# Table 1 of the paper: -log p(x) bound (K = 100) and count accuracy (LAVAE) on the test sets.
+PAPER_TABLE1 = {
+    "multi-mnist-1k": {"lavae": (42.2, 1.1, ">= 99.9%"), "baseline": (51.6, 0.6, None)},
+    "multi-mnist-10k": {"lavae": (60.4, 2.8, ">= 99.7%"), "baseline": (64.6, 0.8, None)},
+    "multi-dsprites": {"lavae": (43.9, 1.0, ">= 99.9%"), "baseline": (45.8, 0.7, None)},
+}
+
+
+def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None = 1000,
+           k: int = 100, smoke: bool = False, progress: bool = True) -> dict:
+    """Evaluate every available model (LAVAE, baseline) x seed on each data set's test splits.
+
+    Missing checkpoints are reported, not invented. Returns {"rows": [...], "markdown": str}: one
+    row per data set and model with the bound's mean and std over seeds, the count accuracy on the
+    0-3 and the 7-object test sets, the data floor, the paper's numbers, and what produced them."""
+    from .checkpoint import CheckpointError, get_model
+    from .floor import data_floor
+    from .train import load_split
+    rows, missing = [], []
+    for ds in datasets:
+        floor = None
+        for model_name in ("lavae", "baseline"):
+            runs = []
+            for seed in seeds:
+                try:
+                    model, cfg, ckpt = get_model(ds, model_name, profile, seed, smoke)
+                except CheckpointError as e:
+                    missing.append(str(e).split(":")[0])
+                    continue
+                r = {"seed": seed, "step": int(ckpt["step"]), "hardware": ckpt.get("hardware", "?"),
+                     "train_wall_s": float(ckpt.get("wall_s", float("nan")))}
+                for split in ("test", "test7"):
+                    data = load_split(cfg, split, n_images, progress)
+                    b = iw_bound(model, data.images, k=k, seed=seed, progress=progress)
+                    r[f"bound_{split}"] = b["bound"]
+                    if model_name == "lavae":
+                        r[f"acc_{split}"] = count_accuracy(model, data.images, data.counts)["accuracy"]
+                    if split == "test" and floor is None:
+                        floor = data_floor(data, progress=progress)["floor"]
+                runs.append(r)
+            if not runs:
+                continue
+            bounds = np.array([r["bound_test"] for r in runs])
+            row = {"dataset": ds, "model": model_name, "profile": profile, "seeds": [r["seed"] for r in runs],
+                   "bound": float(bounds.mean()), "bound_std": float(bounds.std(ddof=1)) if len(runs) > 1 else None,
+                   "bound_test7": float(np.mean([r["bound_test7"] for r in runs])),
+                   "steps": sorted({r["step"] for r in runs}), "hardware": sorted({r["hardware"] for r in runs}),
+                   "train_minutes": [round(r["train_wall_s"] / 60, 1) for r in runs],
+                   "floor": floor, "k": k, "n_images": n_images, "paper": PAPER_TABLE1[ds][model_name]}
+            if model_name == "lavae":
+                row["acc_test"] = float(np.mean([r["acc_test"] for r in runs]))
+                row["acc_test7"] = float(np.mean([r["acc_test7"] for r in runs]))
+            rows.append(row)
+    return {"rows": rows, "missing": missing, "markdown": table1_markdown(rows, missing)}
+
+
+def table1_markdown(rows, missing=()) -> str:
+    """Table 1 as Markdown, ours beside the paper's."""
+    head = ("| data set | model | -log p(x) <= (ours) | paper | floor | n acc. 0-3 | n acc. 7 | paper n acc."
+            " | seeds | steps | train min | hardware |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        std = f" ± {r['bound_std']:.1f}" if r["bound_std"] is not None else ""
+        pm, ps, pacc = r["paper"]
+        acc = lambda v: f"{100 * v:.1f}%" if v is not None else "—"  # noqa: E731
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['bound']:.1f}{std} | {pm} ± {ps} | "
+                     f"{r['floor']:.1f} | {acc(r.get('acc_test'))} | {acc(r.get('acc_test7'))} | "
+                     f"{pacc or '—'} | {len(r['seeds'])} | {', '.join(map(str, r['steps']))} | "
+                     f"{', '.join(map(str, r['train_minutes']))} | {'; '.join(r['hardware'])} |")
+    note = f"\n\nNot trained yet: {', '.join(missing)}." if missing else ""
+    return head + "\n".join(lines) + note
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lavae_core.evaluate",
                                 description="Evaluate a checkpoint: K-sample bound and count accuracy.")

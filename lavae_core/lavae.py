@@ -150,12 +150,21 @@ class LAVAE(nn.Module):
 
     # ---------------------------------------------------------------- inference pieces
     def infer_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h_app (B, 2L, H, W) and h_loc = gamma * logits (B, H, W) (Section 2, App. B)."""
+        """h_app (B, 2L, H, W) and h_loc = gamma * logits (B, H, W) (Section 2, App. B).
+
+        The logits are measured from each image's median logit. Softmax, hence sampling and every
+        term of the ELBO, ignores such a shift; f_count's absolute threshold does not. App. B's
+        rescaling argument assumes "the logits ... are either 0 or h": centring on the median (the
+        background, as objects cover well under half of the pixels) makes that hold by
+        construction, so the background cannot drift towards the threshold once the warm-up
+        target is annealed away.
+        """
         self.check_input(x)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h_app = self.app_net(x)
-        h_loc = self.cfg.gamma * self.loc_net(x)[:, 0]
+        raw = self.loc_net(x)[:, 0]
+        h_loc = self.cfg.gamma * (raw - raw.flatten(1).median(1).values[:, None, None])
         return h_app, h_loc
 
     def count(self, h_loc: torch.Tensor):

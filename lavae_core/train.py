@@ -3,8 +3,9 @@
 Recipe: Adamax, two parameter groups (the location inference net at lr_loc, decayed exponentially by
 ``lr_loc_decay`` over ``lr_loc_decay_steps``; the rest at lr); Gumbel-softmax temperature annealed
 exponentially from tau_start to tau_end over tau_steps; a warm-up of ``warmup_steps`` with the
-auxiliary VAE loss at full weight and n forced to 1, then ``warmup_anneal_steps`` over which the
-auxiliary weight falls linearly to 0 and P(force n = 1) to ``force_n1_end``. The baseline's beta
+auxiliary VAE loss at full weight and n forced to 1 (with probability ``force_n1_start``, 1 in the
+paper), then ``warmup_anneal_steps`` over which the auxiliary weight falls linearly to 0 and
+P(force n = 1) to ``force_n1_end``. The baseline's beta
 rises linearly from 0 to 1 over ``beta_anneal_steps``.
 
 A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.json and command.txt.
@@ -52,7 +53,7 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
         "lr_loc": cfg.lr_loc * cfg.lr_loc_decay ** (-frac(cfg.lr_loc_decay_steps)),
         "lr": cfg.lr,
         "aux_weight": 1.0 - anneal,
-        "p_force_one": 1.0 - (1.0 - cfg.force_n1_end) * anneal,
+        "p_force_one": cfg.force_n1_start + (cfg.force_n1_end - cfg.force_n1_start) * anneal,
         "beta": frac(cfg.beta_anneal_steps),
     }
 
@@ -175,7 +176,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             loss = terms["loss"].mean()
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"non-finite loss at step {step} ({ {k: float(v.float().mean()) for k, v in terms.items() if v.dim() == 1} }); "
+                    f"non-finite loss at step {step} ({ {k: float(v.detach().float().mean()) for k, v in terms.items() if v.dim() == 1} }); "
                     f"stopped. The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}; "
                     "try a lower learning rate (--set lr=...) and resume from it.")
             opt.zero_grad(set_to_none=True)

@@ -6,17 +6,12 @@ import torch
 from lavae_core.baseline import ConvVAE
 from lavae_core.config import make_config
 from lavae_core.evaluate import count_accuracy, iw_bound
-from lavae_core.lavae import LAVAE
-from synthetic import blob_scenes
+from synthetic import blob_scenes, peaked_lavae
 
 
 def _models():
-    torch.manual_seed(0)
-    lavae = LAVAE(make_config("smoke"))
-    # give the untrained location net some peaks so that images have objects to explain
-    with torch.no_grad():
-        lavae.loc_net[-1].bias.fill_(3.0)
-    return {"lavae": lavae.eval(), "baseline": ConvVAE.baseline(make_config("smoke")).eval()}
+    lavae = peaked_lavae()  # one location peak per blob, so that images have objects to explain
+    return {"lavae": lavae, "baseline": ConvVAE.baseline(make_config("smoke")).eval()}
 
 
 @pytest.mark.parametrize("name", ["lavae", "baseline"])
@@ -26,20 +21,23 @@ def test_k1_bound_matches_elbo_and_k100_is_tighter(name):
     k100 = iw_bound(model, images, k=100, progress=False)
     # mean log weight over 100 samples = a 100-sample estimate of the ELBO; the K=1 bound averaged
     # over many independent draws estimates the same number
-    k1 = [iw_bound(model, images, k=1, seed=s, progress=False)["bound"] for s in range(200)]
-    assert abs(np.mean(k1) - k100["neg_elbo"]) < 0.02 * abs(k100["neg_elbo"])
+    k1 = iw_bound(model, np.repeat(images, 200, axis=0), k=1, progress=False)["bound"]
+    assert abs(k1 - k100["neg_elbo"]) < 0.02 * abs(k100["neg_elbo"])
     assert k100["bound"] <= k100["neg_elbo"] + 1e-6          # log-mean-exp >= mean, image by image
     assert (k100["per_image"] <= k100["neg_elbo"] * 10).all() and np.isfinite(k100["per_image"]).all()
 
 
 def test_lavae_k1_bound_matches_the_training_elbo():
+    """The training loss (relaxed locations at a tiny temperature, analytic appearance KL) and the
+    mean log importance weight (hard locations, sampled appearance) estimate the same ELBO."""
     model = _models()["lavae"]
     x = torch.as_tensor(blob_scenes(6, seed=3)[0]).float()
     torch.manual_seed(0)
     with torch.no_grad():
-        train_elbo = torch.stack([model.loss_terms(x, tau=1e-4)["loss"] for _ in range(300)]).mean()
-        lw = model.log_weights(x, 300)
-    assert float(-lw.mean()) == pytest.approx(float(train_elbo), rel=0.01)
+        train = model.loss_terms(x.repeat(400, 1, 1, 1), tau=1e-4)["loss"].view(400, 6)
+        lw = -model.log_weights(x, 400).t()
+    se = (train.var(0) / 400 + lw.var(0) / 400).sqrt()
+    assert ((train.mean(0) - lw.mean(0)).abs() < 4 * se + 1e-3).all()
 
 
 def test_count_accuracy_counts_right_and_wrong():
