@@ -113,7 +113,7 @@ def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: st
     """The model the notebooks use -> (model, config, checkpoint dict).
 
     ``smoke``: trains a seconds-long smoke model into a temporary folder (for CI). Otherwise loads
-    the shipped weights ``checkpoints/<run_name>.pt`` (or a run folder of that name under runs/)."""
+    the shipped weights ``checkpoints/<run_name>/weights.pt`` (or the run folder runs/<run_name>)."""
     if smoke:
         import tempfile
         from .config import make_config
@@ -122,9 +122,23 @@ def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: st
         train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
         return load_checkpoint(folder, device)
     name = run_name(model, dataset, profile, seed)
-    for path in (CHECKPOINTS / f"{name}.pt", CHECKPOINTS.parent / "runs" / name / "checkpoint.pt"):
+    for path in (CHECKPOINTS / name / "weights.pt", CHECKPOINTS.parent / "runs" / name / "checkpoint.pt"):
         if path.exists():
             return load_checkpoint(path, device)
-    raise CheckpointError(f"no trained model {name}: looked for checkpoints/{name}.pt and runs/{name}/."
+    raise CheckpointError(f"no trained model {name}: looked for checkpoints/{name}/weights.pt and runs/{name}/."
                           f" Train it with: python -m lavae_core.train --model {model} --dataset "
                           f"{dataset} --profile {profile} --seed {seed}")
+
+
+def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Copy a finished run into ``checkpoints/<run name>/``: weights.pt (no optimizer state),
+    metrics.csv and command.txt, small enough to commit."""
+    import shutil
+    run_dir = Path(run_dir)
+    out = Path(dest) if dest is not None else CHECKPOINTS / run_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    ship_weights(run_dir / "checkpoint.pt", out / "weights.pt")
+    for name in ("metrics.csv", "command.txt"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, out / name)
+    return out

@@ -56,6 +56,7 @@ class Config:
     warmup_anneal_steps: int = 30_000  # aux weight -> 0 and P(force n=1) -> force_n1_end
     force_n1_start: float = 1.0        # P(force n = 1) during the warm-up (paper: 1)
     force_n1_end: float = 0.1
+    forced_no_loc_grad: bool = False   # forced-n=1 images send no gradient to h_loc (not in paper)
     # ---- bookkeeping -------------------------------------------------------------------------
     seed: int = 0
     log_every: int = 100

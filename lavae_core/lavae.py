@@ -249,6 +249,8 @@ class LAVAE(nn.Module):
           kl_n   = KL(delta(n - n_hat) || p(n)) = -log p(n_hat)
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
         of App. B); p(n) is always fitted to the inferred n_hat, so forcing does not bias the prior.
+        With ``cfg.forced_no_loc_grad`` the forced images send no gradient into h_loc: one sample
+        per image would otherwise teach the location net to push every object's peak but one down.
         ``aux_weight`` > 0 adds the warm-up loss: the auxiliary VAE's negative ELBO plus the squared
         distance between h_loc and its KL map (bilinearly up-sampled to D, times
         ``cfg.aux_target_scale``, no gradient into it).
@@ -256,11 +258,14 @@ class LAVAE(nn.Module):
         h_app, h_loc = self.infer_maps(x)
         b, hw = x.shape[0], self.cfg.image_size
         n_hat, _ = self.count(h_loc.detach())
-        n = n_hat.clone()
-        if p_force_one > 0:
-            n = torch.where(torch.rand(b, device=x.device) < p_force_one, torch.ones_like(n), n)
+        forced = torch.rand(b, device=x.device) < p_force_one if p_force_one > 0 else \
+            torch.zeros(b, dtype=torch.bool, device=x.device)
+        n = torch.where(forced, torch.ones_like(n_hat), n_hat)
+        logits = h_loc.flatten(1)
+        if self.cfg.forced_no_loc_grad and forced.any():
+            logits = torch.where(forced[:, None], logits.detach(), logits)
         k = int(n.max())
-        idx, y, log_q_loc = sample_without_replacement(h_loc.flatten(1), k, tau)
+        idx, y, log_q_loc = sample_without_replacement(logits, k, tau)
         mask = torch.arange(k, device=x.device)[None] < n[:, None]
         stats = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2))   # Eq. 9 at the relaxed location
         mu, logvar = stats.chunk(2, -1)

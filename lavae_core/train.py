@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, build_model, hardware, load_checkpoint, pick_device,
-                         save_checkpoint)
+from .checkpoint import CheckpointError, build_model, hardware, pick_device, save_checkpoint, ship_run
 from .config import DATASETS, PROFILES, Config, make_config
 from .evaluate import as_float, count_accuracy
 
@@ -231,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="override any config field, e.g. --set batch_size=16 lr=5e-4")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ship", action="store_true",
+                   help="afterwards copy weights, metrics.csv and command.txt to checkpoints/<run>/")
     a = p.parse_args(argv)
     overrides = {}
     fields = Config().to_dict()
@@ -250,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m lavae_core.train " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     row = train(cfg, run_dir, a.device, resume=not a.no_resume, progress=not a.no_progress,
                 max_minutes=a.max_minutes, command=command)
+    if a.ship:
+        print(f"shipped to {ship_run(run_dir)}")
     print(json.dumps({"run_dir": str(run_dir), **row}))
 
 

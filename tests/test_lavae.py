@@ -158,3 +158,14 @@ def test_infer_decode_and_prior(model):
     assert lat["mask"].sum(1).tolist() == lat["n"].tolist()
     with pytest.raises(ValueError, match="p_n"):
         model.sample_prior(2, p_n=torch.ones(3))
+
+
+def test_forced_images_can_keep_their_gradient_out_of_h_loc():
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    for flag, expect_grad in ((False, True), (True, False)):
+        torch.manual_seed(0)
+        m = LAVAE(make_config("smoke", forced_no_loc_grad=flag))
+        m.loss_terms(x, tau=0.5, p_force_one=1.0)["loss"].mean().backward()
+        g = sum(float(p.grad.abs().sum()) for p in m.loc_net.parameters() if p.grad is not None)
+        assert (g > 0) == expect_grad
+        assert sum(float(p.grad.abs().sum()) for p in m.sprite.parameters()) > 0

@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from lavae_core.checkpoint import CheckpointError, load_checkpoint, ship_weights
+from lavae_core.checkpoint import CheckpointError, load_checkpoint, ship_run, ship_weights
 from lavae_core.config import CPU_CHANGES, make_config
 from lavae_core.train import NonFiniteLossError, main, schedules, train
 from synthetic import blob_scenes
@@ -80,6 +80,9 @@ def test_checkpoint_round_trip(tmp_path, scenes):
     assert "optimizer" not in sc
     x = torch.as_tensor(scenes[0][:4]).float()
     assert torch.equal(small.infer(x).recon, model.infer(x).recon)
+    shipped_dir = ship_run(tmp_path, tmp_path / "shipped")
+    assert {p.name for p in shipped_dir.iterdir()} == {"weights.pt", "metrics.csv"}
+    assert (shipped_dir / "weights.pt").stat().st_size < (tmp_path / "checkpoint.pt").stat().st_size
 
 
 def test_resume_with_another_config_is_refused(tmp_path, scenes):
