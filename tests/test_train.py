@@ -124,3 +124,11 @@ def test_command_line_rejects_bad_input(capsys):
     with pytest.raises(SystemExit):
         main(["--set", "not_a_field=3"])
     assert "unknown config field" in capsys.readouterr().err
+
+
+def test_readme_lists_every_cpu_change():
+    from pathlib import Path
+    from lavae_core.config import cpu_changes_markdown
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for line in cpu_changes_markdown().splitlines()[2:]:
+        assert line in readme, f"README's cpu table is stale: {line}"
