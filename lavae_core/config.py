@@ -7,7 +7,7 @@ listed in ``CPU_CHANGES`` (and in the README). ``smoke`` runs in seconds, for te
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DATASETS = ("multi-mnist-1k", "multi-mnist-10k", "multi-dsprites")
 PROFILES = ("paper", "cpu", "smoke")

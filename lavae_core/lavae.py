@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baseline import ConvVAE, bernoulli_log_lik, gaussian_kl, log_normal
+from .baseline import ConvVAE, gaussian_kl, log_normal
 from .nets import ResBlock, ResNet, conv_act_bn
 
 EPS = 1e-5  # Bernoulli means are clamped to [EPS, 1 - EPS]; see LAVAE.render
@@ -293,7 +293,7 @@ class LAVAE(nn.Module):
         image, batched over samples: (B, k). Their log-mean-exp is the importance-sampled bound of
         Table 1; their mean is the ELBO (Eq. 6)."""
         h_app, h_loc = self.infer_maps(x)
-        b, L = x.shape[0], self.cfg.latent_dim
+        b = x.shape[0]
         n_hat, _ = self.count(h_loc)
         kmax = int(n_hat.max())
         rows = torch.arange(b, device=x.device).repeat_interleave(k)      # (B*k,) image of each row

@@ -1,6 +1,5 @@
 """Model figures (viz) and the latent explorer on a small untrained model that sees objects."""
 import matplotlib
-import numpy as np
 import pytest
 import torch
 

@@ -1,7 +1,6 @@
 """LAVAE model: KL terms, location sampling, f_count, rendering, gradients, errors."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
