@@ -18,19 +18,22 @@ def _key(line):
     return name, tuple(sorted(req.extras)), str(req.specifier), str(req.marker or "")
 
 
-def _requirements_txt():
+def _parse(entries, source: str):
+    """Requirement lines -> ({name: key}, [option lines such as '-e .'])."""
     reqs, options = {}, []
-    for raw in (ROOT / "requirements.txt").read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+    for entry in entries:
+        if entry.startswith("-"):
+            options.append(" ".join(entry.split()))
             continue
-        if line.startswith("-"):
-            options.append(" ".join(line.split()))
-            continue
-        key = _key(line)
-        assert key[0] not in reqs, f"{key[0]} listed twice in requirements.txt"
+        key = _key(entry)
+        assert key[0] not in reqs, f"{key[0]} listed twice in {source}"
         reqs[key[0]] = key
     return reqs, options
+
+
+def _requirements_txt():
+    lines = (raw.split("#", 1)[0].strip() for raw in (ROOT / "requirements.txt").read_text().splitlines())
+    return _parse([line for line in lines if line], "requirements.txt")
 
 
 def _environment_yml():
@@ -38,15 +41,7 @@ def _environment_yml():
     deps = env["dependencies"]
     pip_blocks = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
     assert len(pip_blocks) == 1, "environment.yml needs exactly one pip: block"
-    reqs, options = {}, []
-    for entry in pip_blocks[0]:
-        entry = str(entry).strip()
-        if entry.startswith("-"):
-            options.append(" ".join(entry.split()))
-            continue
-        key = _key(entry)
-        assert key[0] not in reqs, f"{key[0]} listed twice in environment.yml's pip block"
-        reqs[key[0]] = key
+    reqs, options = _parse([str(e).strip() for e in pip_blocks[0]], "environment.yml's pip block")
     return env, reqs, options
 
 
