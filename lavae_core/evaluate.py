@@ -81,26 +81,33 @@ def iw_bound(model, images, k: int = 100, batch_size: int | None = None, seed: i
             "n_images": int(len(b)), "wall_s": time.perf_counter() - t0, "per_image": b}
 
 
+def evaluate_split(model, cfg, split: str, n_images: int | None = 1000, k: int = 100,
+                   n_bound: int | None = None, seed: int = 0, progress: bool = True):
+    """Bound (K samples, on the first ``n_bound`` images, all by default) and, for LAVAE, count
+    accuracy (on all ``n_images``) of one test split -> (results dict, the split's data)."""
+    from .train import load_split
+    data = load_split(cfg, split, n_images, progress)
+    r = iw_bound(model, data.images[:n_bound], k=k, seed=seed, progress=progress)
+    res = {"bound": r["bound"], "stderr": r["stderr"], "neg_elbo": r["neg_elbo"], "k": k,
+           "n_images": r["n_images"], "bound_wall_s": r["wall_s"]}
+    if cfg.model == "lavae":
+        acc = count_accuracy(model, data.images, data.counts, progress=progress)
+        res.update(count_acc=acc["accuracy"], count_acc_per_n=acc["per_count"])
+    return res, data
+
+
 def evaluate_checkpoint(path, splits=("test", "test7"), n_images: int | None = 1000, k: int = 100,
                         device: str | None = None, progress: bool = True) -> dict:
     """Table 1 numbers for one checkpoint: for each split, the K-sample bound (mean and standard
-    error) on the first ``n_images`` images, the count accuracy (LAVAE) and the data set's floor."""
+    error) on the first ``n_images`` images and the count accuracy (LAVAE)."""
     from .checkpoint import load_checkpoint
-    from .train import load_split
     model, cfg, ckpt = load_checkpoint(path, device)
     out = {"checkpoint": str(path), "model": cfg.model, "dataset": cfg.dataset,
            "profile": cfg.profile, "seed": cfg.seed, "step": int(ckpt["step"]),
            "train_wall_s": float(ckpt.get("wall_s", float("nan"))),
            "trained_on": ckpt.get("hardware", "?"), "splits": {}}
     for split in splits:
-        data = load_split(cfg, split, n_images, progress)
-        r = iw_bound(model, data.images, k=k, progress=progress)
-        res = {"bound": r["bound"], "stderr": r["stderr"], "neg_elbo": r["neg_elbo"], "k": k,
-               "n_images": r["n_images"], "bound_wall_s": r["wall_s"]}
-        if cfg.model == "lavae":
-            acc = count_accuracy(model, data.images, data.counts, progress=progress)
-            res.update(count_acc=acc["accuracy"], count_acc_per_n=acc["per_count"])
-        out["splits"][split] = res
+        out["splits"][split] = evaluate_split(model, cfg, split, n_images, k, progress=progress)[0]
     return out
 
 
@@ -124,7 +131,6 @@ def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None
     (its cost grows with the number of objects); the count accuracy uses all ``n_images``."""
     from .checkpoint import CheckpointError, get_model
     from .floor import data_floor
-    from .train import load_split
     rows, missing = [], []
     for ds in datasets:
         floor = None
@@ -139,13 +145,12 @@ def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None
                 r = {"seed": seed, "step": int(ckpt["step"]), "hardware": ckpt.get("hardware", "?"),
                      "train_wall_s": float(ckpt.get("wall_s", float("nan")))}
                 for split in ("test", "test7"):
-                    data = load_split(cfg, split, n_images, progress)
-                    nb = (n_bound or {}).get(split, len(data))
-                    b = iw_bound(model, data.images[:nb], k=k, seed=seed, progress=progress)
-                    r[f"n_bound_{split}"] = int(min(nb, len(data)))
-                    r[f"bound_{split}"] = b["bound"]
+                    res, data = evaluate_split(model, cfg, split, n_images, k, (n_bound or {}).get(split),
+                                               seed, progress)
+                    r[f"n_bound_{split}"] = res["n_images"]
+                    r[f"bound_{split}"] = res["bound"]
                     if model_name == "lavae":
-                        r[f"acc_{split}"] = count_accuracy(model, data.images, data.counts)["accuracy"]
+                        r[f"acc_{split}"] = res["count_acc"]
                     if split == "test" and floor is None:
                         floor = data_floor(data, progress=progress)["floor"]
                 runs.append(r)
