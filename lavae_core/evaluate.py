@@ -165,10 +165,21 @@ def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None
                    "floor": floor, "k": k, "n_images": n_images, "paper": PAPER_TABLE1[ds][model_name],
                    "n_bound_test": runs[0]["n_bound_test"], "n_bound_test7": runs[0]["n_bound_test7"]}
             if model_name == "lavae":
-                row["acc_test"] = float(np.mean([r["acc_test"] for r in runs]))
-                row["acc_test7"] = float(np.mean([r["acc_test7"] for r in runs]))
+                for split in ("test", "test7"):
+                    accs = np.array([r[f"acc_{split}"] for r in runs])
+                    row[f"acc_{split}"] = float(accs.mean())
+                    row[f"acc_{split}_std"] = float(accs.std(ddof=1)) if len(runs) > 1 else None
+            row["per_seed"] = runs
             rows.append(row)
     return {"rows": rows, "missing": missing, "markdown": table1_markdown(rows, missing)}
+
+
+def _pct(row: dict, key: str) -> str:
+    """A Table 1 accuracy cell: mean % (± std over seeds when there are several), or a dash."""
+    if row.get(key) is None:
+        return "—"
+    sd = row.get(f"{key}_std")
+    return f"{100 * row[key]:.1f}%" + (f" ± {100 * sd:.1f}" if sd is not None else "")
 
 
 def table1_markdown(rows, missing=()) -> str:
@@ -180,16 +191,16 @@ def table1_markdown(rows, missing=()) -> str:
     for r in rows:
         std = f" ± {r['bound_std']:.1f}" if r["bound_std"] is not None else ""
         pm, ps, pacc = r["paper"]
-        acc = lambda v: f"{100 * v:.1f}%" if v is not None else "—"  # noqa: E731
         lines.append(f"| {r['dataset']} | {r['model']} | {r['bound']:.1f}{std} | {pm} ± {ps} | "
-                     f"{r['floor']:.1f} | {r['bound_test7']:.1f} | {acc(r.get('acc_test'))} | {acc(r.get('acc_test7'))} | "
+                     f"{r['floor']:.1f} | {r['bound_test7']:.1f} | {_pct(r, 'acc_test')} | {_pct(r, 'acc_test7')} | "
                      f"{pacc or '—'} | {len(r['seeds'])} | {', '.join(map(str, r['steps']))} | "
                      f"{', '.join(map(str, r['train_minutes']))} | {'; '.join(r['hardware'])} |")
     if rows:
         r = rows[0]
         lines.append(f"\nBound: K = {r['k']} importance samples, mean over the first {r['n_bound_test']} test "
                      f"images ({r['n_bound_test7']} for 7 objects); count accuracy over {r['n_images']} "
-                     "images per split; floor: -log p(x) of the generating process on the same test images.")
+                     "images per split; ± is the standard deviation over seeds; floor: -log p(x) of the generating "
+                     "process on the same test images.")
     note = f"\n\nNot trained yet: {', '.join(missing)}." if missing else ""
     return head + "\n".join(lines) + note
 

@@ -253,7 +253,8 @@ class LAVAE(nn.Module):
         per image would otherwise teach the location net to push every object's peak but one down.
         ``aux_weight`` > 0 adds the warm-up loss: the auxiliary VAE's negative ELBO plus the squared
         distance between h_loc and its KL map (bilinearly up-sampled to D, times
-        ``cfg.aux_target_scale``, no gradient into it).
+        ``cfg.aux_target_scale``, no gradient into it; with ``cfg.aux_target_centred`` measured
+        from its per-image median, as h_loc is).
         """
         h_app, h_loc = self.infer_maps(x)
         b, hw = x.shape[0], self.cfg.image_size
@@ -284,6 +285,8 @@ class LAVAE(nn.Module):
             aux = self.aux.loss_terms(x)
             target = self.cfg.aux_target_scale * F.interpolate(
                 aux["kl_map"].detach(), size=(hw, hw), mode="bilinear", align_corners=False)[:, 0]
+            if self.cfg.aux_target_centred:   # measured from its median, like h_loc itself
+                target = target - target.flatten(1).median(1).values[:, None, None]
             sq = (h_loc - target).pow(2).flatten(1).sum(1)
             out.update(aux_vae=aux["loss"], aux_sq=sq, loss=neg_elbo + aux_weight * (aux["loss"] + sq))
         return out

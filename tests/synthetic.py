@@ -13,9 +13,10 @@ def blob_scenes(n: int = 64, channels: int = 1, seed: int = 0, max_objects: int 
     return images, counts
 
 
-def peaked_lavae(seed: int = 0):
+def peaked_lavae(seed: int = 0, dataset: str = "multi-mnist-1k"):
     """A smoke-size LAVAE whose location net is replaced by a box filter of the input, so that an
-    untrained model already has one h_loc peak per blob (to test the plumbing around inference)."""
+    untrained model already has one h_loc peak per blob (to test the plumbing around inference).
+    ``dataset="multi-dsprites"`` gives the RGB variant (3 channels, 21-px sprites)."""
     import torch
     import torch.nn.functional as F
     from lavae_core.config import make_config
@@ -26,6 +27,6 @@ def peaked_lavae(seed: int = 0):
             return 10 * F.avg_pool2d(x.sum(1, keepdim=True), 15, 1, 7) + 1e-3 * torch.rand_like(x[:, :1])
 
     torch.manual_seed(seed)
-    model = LAVAE(make_config("smoke"))
+    model = LAVAE(make_config("smoke", dataset))
     model.loc_net = BoxFilter()
     return model.eval()

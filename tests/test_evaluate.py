@@ -58,3 +58,19 @@ def test_count_accuracy_counts_right_and_wrong():
 def test_bound_rejects_k0():
     with pytest.raises(ValueError, match="k must be"):
         iw_bound(_models()["baseline"], blob_scenes(2)[0], k=0)
+
+
+def test_table1_markdown_states_spread_seeds_and_missing_runs():
+    from lavae_core.evaluate import PAPER_TABLE1, table1_markdown
+    base = {"dataset": "multi-dsprites", "floor": 30.0, "bound_test7": 400.0, "steps": [3000],
+            "train_minutes": [20.0, 21.0], "hardware": ["cpu"], "k": 100, "n_images": 1000,
+            "n_bound_test": 500, "n_bound_test7": 200, "seeds": [0, 1]}
+    rows = [dict(base, model="lavae", bound=150.0, bound_std=2.5, acc_test=0.9, acc_test_std=0.02,
+                 acc_test7=0.5, acc_test7_std=None, paper=PAPER_TABLE1["multi-dsprites"]["lavae"]),
+            dict(base, model="baseline", bound=90.0, bound_std=None, paper=PAPER_TABLE1["multi-dsprites"]["baseline"])]
+    md = table1_markdown(rows, ["no trained model lavae_multi-dsprites_cpu_s2"])
+    lavae_line, base_line = [line for line in md.splitlines() if line.startswith("| multi-dsprites")]
+    assert "| 150.0 ± 2.5 | 43.9 ± 1.0 |" in lavae_line and "| 90.0 | 45.8 ± 0.7 |" in base_line
+    assert "| 90.0% ± 2.0 | 50.0% |" in lavae_line and "| — | — |" in base_line
+    assert "| 2 | 3000 | 20.0, 21.0 |" in lavae_line
+    assert md.endswith("Not trained yet: no trained model lavae_multi-dsprites_cpu_s2.")
