@@ -121,13 +121,28 @@ def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: st
         folder = Path(tempfile.mkdtemp(prefix="lavae_smoke_"))
         train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
         return load_checkpoint(folder, device)
+    return load_checkpoint(find_checkpoint(dataset, model, profile, seed), device)
+
+
+def find_checkpoint(dataset: str, model: str, profile: str, seed: int) -> Path:
+    """The file :func:`get_model` loads: shipped ``checkpoints/<run_name>/weights.pt``, else the
+    run folder's ``runs/<run_name>/checkpoint.pt``; CheckpointError (with the command) if neither."""
     name = run_name(model, dataset, profile, seed)
     for path in (CHECKPOINTS / name / "weights.pt", CHECKPOINTS.parent / "runs" / name / "checkpoint.pt"):
         if path.exists():
-            return load_checkpoint(path, device)
+            return path
     raise CheckpointError(f"no trained model {name}: looked for checkpoints/{name}/weights.pt and runs/{name}/."
                           f" Train it with: python -m lavae_core.train --model {model} --dataset "
                           f"{dataset} --profile {profile} --seed {seed}")
+
+
+def trained_on(run_dir: str | os.PathLike) -> str:
+    """The hardware a run was trained on, as its command.txt records it ("# on <hardware>, from
+    step N"; several lines when it was resumed elsewhere), or "" when it records none."""
+    path = Path(run_dir) / "command.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return "; ".join(line[len("# on "):].rsplit(", from step", 1)[0] for line in lines
+                     if line.startswith("# on "))
 
 
 def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:

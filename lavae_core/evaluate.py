@@ -119,18 +119,50 @@ PAPER_TABLE1 = {
 }
 
 
+def _cached(path, params: dict, compute, cache_dir):
+    """``compute()`` once per (contents of the checkpoint file ``path``, ``params``): the result is
+    kept as JSON in ``cache_dir`` (None: no cache), so that rerunning Table 1 (run_all.sh resumes)
+    skips checkpoints that are already evaluated. A retrained checkpoint has other bytes, so it is
+    evaluated again."""
+    if cache_dir is None:
+        return compute()
+    import hashlib
+    from pathlib import Path
+    weights = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    key = hashlib.sha256(json.dumps({**params, "weights": weights}, sort_keys=True).encode()).hexdigest()
+    f = Path(cache_dir) / f"{Path(path).parent.name}-{key[:16]}.json"
+    if f.exists():
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError):
+            pass  # unreadable: evaluate again
+    result = compute()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(f)
+    return result
+
+
 def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None = 1000,
            k: int = 100, smoke: bool = False, progress: bool = True,
-           n_bound: dict | None = None) -> dict:
+           n_bound: dict | None = None, cache_dir="default") -> dict:
     """Evaluate every available model (LAVAE, baseline) x seed on each data set's test splits.
 
     Missing checkpoints are reported, not invented. Returns {"rows": [...], "markdown": str}: one
     row per data set and model with the bound's mean and std over seeds, the count accuracy on the
     0-3 and the 7-object test sets, the data floor, the paper's numbers, and what produced them.
     ``n_bound`` ({"test": 500, "test7": 200}) caps the images the K-sample bound is averaged over
-    (its cost grows with the number of objects); the count accuracy uses all ``n_images``."""
-    from .checkpoint import CheckpointError, get_model
+    (its cost grows with the number of objects); the count accuracy uses all ``n_images``.
+    ``cache_dir``: where each checkpoint's numbers are kept (see :func:`_cached`); "default" is
+    the git-ignored ``runs/eval_cache``, None evaluates everything again. Smoke mode never caches."""
+    from . import REPO_ROOT
+    from .checkpoint import CheckpointError, find_checkpoint, get_model, load_checkpoint
+    from .config import make_config
     from .floor import data_floor
+    from .train import load_split
+    if cache_dir == "default":
+        cache_dir = REPO_ROOT / "runs" / "eval_cache"
     rows, missing = [], []
     for ds in datasets:
         floor = None
@@ -138,22 +170,30 @@ def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None
             runs = []
             for seed in seeds:
                 try:
-                    model, cfg, ckpt = get_model(ds, model_name, profile, seed, smoke)
+                    path = None if smoke else find_checkpoint(ds, model_name, profile, seed)
                 except CheckpointError as e:
                     missing.append(str(e).split(":")[0])
                     continue
-                r = {"seed": seed, "step": int(ckpt["step"]), "hardware": ckpt.get("hardware", "?"),
-                     "train_wall_s": float(ckpt.get("wall_s", float("nan")))}
-                for split in ("test", "test7"):
-                    res, data = evaluate_split(model, cfg, split, n_images, k, (n_bound or {}).get(split),
-                                               seed, progress)
-                    r[f"n_bound_{split}"] = res["n_images"]
-                    r[f"bound_{split}"] = res["bound"]
-                    if model_name == "lavae":
-                        r[f"acc_{split}"] = res["count_acc"]
-                    if split == "test" and floor is None:
-                        floor = data_floor(data, progress=progress)["floor"]
-                runs.append(r)
+
+                def evaluate_run():
+                    model, cfg, ckpt = (get_model(ds, model_name, profile, seed, smoke) if smoke
+                                        else load_checkpoint(path))
+                    r = {"seed": seed, "step": int(ckpt["step"]), "hardware": ckpt.get("hardware", "?"),
+                         "train_wall_s": float(ckpt.get("wall_s", float("nan")))}
+                    for split in ("test", "test7"):
+                        res, _ = evaluate_split(model, cfg, split, n_images, k, (n_bound or {}).get(split),
+                                                seed, progress)
+                        r[f"n_bound_{split}"] = res["n_images"]
+                        r[f"bound_{split}"] = res["bound"]
+                        if model_name == "lavae":
+                            r[f"acc_{split}"] = res["count_acc"]
+                    return r
+
+                params = {"n_images": n_images, "k": k, "n_bound": n_bound, "seed": seed}
+                runs.append(_cached(path, params, evaluate_run, None if smoke else cache_dir))
+                if floor is None:
+                    cfg = make_config("smoke" if smoke else profile, ds, model_name, seed=seed)
+                    floor = data_floor(load_split(cfg, "test", n_images, progress), progress=progress)["floor"]
             if not runs:
                 continue
             bounds = np.array([r["bound_test"] for r in runs])
@@ -203,6 +243,20 @@ def table1_markdown(rows, missing=()) -> str:
                      "process on the same test images.")
     note = f"\n\nNot trained yet: {', '.join(missing)}." if missing else ""
     return head + "\n".join(lines) + note
+
+
+def per_seed_markdown(rows) -> str:
+    """The runs behind Table 1, one line per seed: where it was trained, for how long, its bounds
+    and (LAVAE) count accuracies. ``rows`` as :func:`table1` returns them (or its JSON file)."""
+    out = ["| data set | model | seed | steps | trained on | train min | -log p(x) <= | 7 objects | "
+           "n acc. 0-3 | n acc. 7 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for r in row["per_seed"]:
+            acc = [f"{100 * r[k]:.1f}%" if k in r else "—" for k in ("acc_test", "acc_test7")]
+            out.append(f"| {row['dataset']} | {row['model']} | {r['seed']} | {r['step']} | "
+                       f"{r['hardware'].split(',')[0]} | {r['train_wall_s'] / 60:.1f} | "
+                       f"{r['bound_test']:.1f} | {r['bound_test7']:.1f} | {acc[0]} | {acc[1]} |")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> None:

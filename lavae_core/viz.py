@@ -256,11 +256,20 @@ def plot_appearance_traversal(model, image, obj: int = 0, dims=(0, 1, 2), steps:
 
 
 def plot_count_curve(results: dict, title: str = "count accuracy vs number of objects"):
-    """Count accuracy per true number of objects (0..10), one line per run: {label: {n: acc}}."""
+    """Count accuracy per true number of objects (0..10), one line per run: {label: {n: acc}}.
+
+    An entry may hold one accuracy per seed ({n: [acc, ...]}): the line is their mean and the band
+    spans their minimum to maximum."""
     fig, ax = plt.subplots(figsize=(4.5, 3))
     for label, per_n in results.items():
-        ns = sorted(int(n) for n in per_n)
-        ax.plot(ns, [per_n[n] if n in per_n else per_n[str(n)] for n in ns], "o-", label=label)
+        per_n = {int(n): np.atleast_1d(np.asarray(v, dtype=float)) for n, v in per_n.items()}
+        ns = sorted(per_n)
+        n_seeds = max(len(per_n[n]) for n in ns)
+        line, = ax.plot(ns, [per_n[n].mean() for n in ns], "o-",
+                        label=label + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""))
+        if n_seeds > 1:
+            ax.fill_between(ns, [per_n[n].min() for n in ns], [per_n[n].max() for n in ns],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
     ax.axvspan(-0.5, 3.5, color="0.9", label="training range")
     ax.set_xlabel("true number of objects")
     ax.set_ylabel("count accuracy")

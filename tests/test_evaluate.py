@@ -74,3 +74,38 @@ def test_table1_markdown_states_spread_seeds_and_missing_runs():
     assert "| 90.0% ± 2.0 | 50.0% |" in lavae_line and "| — | — |" in base_line
     assert "| 2 | 3000 | 20.0, 21.0 |" in lavae_line
     assert md.endswith("Not trained yet: no trained model lavae_multi-dsprites_cpu_s2.")
+
+
+def test_table1_cache_reuses_results_until_the_checkpoint_changes(tmp_path):
+    from lavae_core.evaluate import _cached
+    ckpt = tmp_path / "lavae_x_cpu_s0" / "weights.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights v1")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"bound": 100.0 + len(calls), "seed": 0}
+
+    params = {"n_images": 10, "k": 100, "n_bound": None, "seed": 0}
+    first = _cached(ckpt, params, compute, tmp_path / "cache")
+    assert _cached(ckpt, params, compute, tmp_path / "cache") == first and len(calls) == 1
+    assert _cached(ckpt, {**params, "k": 10}, compute, tmp_path / "cache")["bound"] == 102.0
+    ckpt.write_bytes(b"weights v2 (retrained)")
+    assert _cached(ckpt, params, compute, tmp_path / "cache")["bound"] == 103.0
+    assert _cached(ckpt, params, compute, None)["bound"] == 104.0   # no cache: always computed
+    assert len(list((tmp_path / "cache").glob("lavae_x_cpu_s0-*.json"))) == 3
+
+
+def test_per_seed_markdown_lists_every_run_with_its_hardware():
+    from lavae_core.evaluate import per_seed_markdown
+    run = {"step": 3000, "train_wall_s": 120.0, "bound_test": 150.04, "bound_test7": 900.0}
+    rows = [{"dataset": "multi-mnist-1k", "model": "lavae", "per_seed": [
+                dict(run, seed=0, hardware="Intel Xeon, 2 threads (CPU), torch 2.13.0", acc_test=0.918, acc_test7=0.5),
+                dict(run, seed=3, hardware="NVIDIA H200 (CUDA), torch 2.11.0", acc_test=0.9, acc_test7=0.25)]},
+            {"dataset": "multi-mnist-1k", "model": "baseline", "per_seed": [dict(run, seed=0, hardware="x")]}]
+    lines = per_seed_markdown(rows).splitlines()
+    assert len(lines) == 2 + 3
+    assert lines[2] == "| multi-mnist-1k | lavae | 0 | 3000 | Intel Xeon | 2.0 | 150.0 | 900.0 | 91.8% | 50.0% |"
+    assert "| 3 | 3000 | NVIDIA H200 (CUDA) |" in lines[3]
+    assert lines[4].endswith("| — | — |")

@@ -1,6 +1,7 @@
 """Model figures (viz) and the latent explorer on a small untrained model that sees objects."""
 import matplotlib
 import pytest
+import numpy as np
 import torch
 
 matplotlib.use("Agg")
@@ -35,6 +36,16 @@ def test_every_figure_renders_and_saves(model, images, tmp_path):
     for name, fig in figs.items():
         png = viz.save_figure(fig, name, tmp_path)
         assert png.exists() and png.with_suffix(".pdf").exists()
+
+
+def test_count_curve_over_seeds_draws_the_mean_and_the_seed_range():
+    fig = viz.plot_count_curve({"a": {0: [1.0, 0.8], 3: [0.5, 0.3], "7": [0.2, 0.0]}, "b": {0: 0.9}})
+    ax = fig.axes[0]
+    a, b = ax.get_lines()[:2]
+    assert list(a.get_xdata()) == [0, 3, 7] and np.allclose(a.get_ydata(), [0.9, 0.4, 0.1])
+    assert "mean of 2 seeds" in a.get_label() and "seeds" not in b.get_label()
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.min(), 0.0) and np.isclose(band.max(), 1.0)
 
 
 def test_location_traversal_moves_only_one_object(model, images):

@@ -132,3 +132,22 @@ def test_readme_lists_every_cpu_change():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for line in cpu_changes_markdown().splitlines()[2:]:
         assert line in readme, f"README's cpu table is stale: {line}"
+
+
+def test_train_seeds_script_rejects_bad_input():
+    import subprocess
+    from lavae_core import REPO_ROOT
+    for args, msg in (([], "give at least one seed"), (["two"], "seed must be an integer"),
+                      (["--bogus", "1"], "unknown option --bogus")):
+        r = subprocess.run(["bash", "scripts/train_seeds.sh", *args], cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
+
+
+def test_trained_on_reads_the_hardware_from_command_txt(tmp_path):
+    from lavae_core.checkpoint import trained_on
+    assert trained_on(tmp_path) == ""
+    (tmp_path / "command.txt").write_text(
+        "python -m lavae_core.train --seed 3\n# on NVIDIA H200 (CUDA), torch 2.11.0, from step 0\n"
+        "python -m lavae_core.train --seed 3\n# on Intel Xeon, 2 threads (CPU), torch 2.13.0, from step 250\n")
+    assert trained_on(tmp_path) == "NVIDIA H200 (CUDA), torch 2.11.0; Intel Xeon, 2 threads (CPU), torch 2.13.0"
