@@ -9,13 +9,19 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from . import REPO_ROOT
+
+EVAL_CACHE = REPO_ROOT / "runs" / "eval_cache"   # git-ignored; see _cached
 
 
 def as_float(images, device) -> torch.Tensor:
@@ -126,8 +132,6 @@ def _cached(path, params: dict, compute, cache_dir):
     evaluated again."""
     if cache_dir is None:
         return compute()
-    import hashlib
-    from pathlib import Path
     weights = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     key = hashlib.sha256(json.dumps({**params, "weights": weights}, sort_keys=True).encode()).hexdigest()
     f = Path(cache_dir) / f"{Path(path).parent.name}-{key[:16]}.json"
@@ -146,7 +150,7 @@ def _cached(path, params: dict, compute, cache_dir):
 
 def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None = 1000,
            k: int = 100, smoke: bool = False, progress: bool = True,
-           n_bound: dict | None = None, cache_dir="default") -> dict:
+           n_bound: dict | None = None, cache_dir: Path | None = EVAL_CACHE) -> dict:
     """Evaluate every available model (LAVAE, baseline) x seed on each data set's test splits.
 
     Missing checkpoints are reported, not invented. Returns {"rows": [...], "markdown": str}: one
@@ -154,15 +158,12 @@ def table1(datasets, profile: str = "cpu", seeds=(0, 1, 2), n_images: int | None
     0-3 and the 7-object test sets, the data floor, the paper's numbers, and what produced them.
     ``n_bound`` ({"test": 500, "test7": 200}) caps the images the K-sample bound is averaged over
     (its cost grows with the number of objects); the count accuracy uses all ``n_images``.
-    ``cache_dir``: where each checkpoint's numbers are kept (see :func:`_cached`); "default" is
-    the git-ignored ``runs/eval_cache``, None evaluates everything again. Smoke mode never caches."""
-    from . import REPO_ROOT
+    ``cache_dir``: where each checkpoint's numbers are kept (see :func:`_cached`; default the
+    git-ignored ``runs/eval_cache``); None evaluates everything again. Smoke mode never caches."""
     from .checkpoint import CheckpointError, find_checkpoint, get_model, load_checkpoint
     from .config import make_config
     from .floor import data_floor
     from .train import load_split
-    if cache_dir == "default":
-        cache_dir = REPO_ROOT / "runs" / "eval_cache"
     rows, missing = [], []
     for ds in datasets:
         floor = None

@@ -20,6 +20,10 @@ models="lavae baseline"
 seeds=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
+        --profile|--jobs|--datasets|--models|--max-minutes)
+            [ "$#" -ge 2 ] || { echo "train_seeds.sh: $1 needs a value" >&2; exit 2; } ;;
+    esac
+    case "$1" in
         --profile) profile="$2"; shift ;;
         --jobs) jobs="$2"; shift ;;
         --datasets) datasets="$2"; shift ;;
@@ -32,6 +36,7 @@ while [ "$#" -gt 0 ]; do
     esac
     shift
 done
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "train_seeds.sh: --jobs must be a positive integer: $jobs" >&2; exit 2; }
 [ "${#seeds[@]}" -gt 0 ] || { echo "train_seeds.sh: give at least one seed" >&2; exit 2; }
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi

@@ -138,7 +138,8 @@ def test_train_seeds_script_rejects_bad_input():
     import subprocess
     from lavae_core import REPO_ROOT
     for args, msg in (([], "give at least one seed"), (["two"], "seed must be an integer"),
-                      (["--bogus", "1"], "unknown option --bogus")):
+                      (["--bogus", "1"], "unknown option --bogus"), (["1", "--profile"], "--profile needs a value"),
+                      (["--jobs", "0", "1"], "--jobs must be a positive integer")):
         r = subprocess.run(["bash", "scripts/train_seeds.sh", *args], cwd=REPO_ROOT,
                            capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
