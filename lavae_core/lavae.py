@@ -46,36 +46,46 @@ def f_count(h_loc: torch.Tensor, threshold: float, window: int, max_objects: int
     return peaks.flatten(1).sum(1).clamp(max=max_objects), peaks
 
 
+TAKEN = -1e4  # logit of an already drawn location: finite, so q log q and its gradient stay 0
+
+
 def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None = None,
                                generator: torch.Generator | None = None):
     """Eq. 8 and 11: k sequential draws from Cat(softmax(logits)) without replacement.
 
-    After each draw the chosen location's logit is set to -inf, which is Eq. 11's renormalised
-    b^(i). Draws use the Gumbel-max trick; with ``tau`` the relaxed one-hot sample
-    softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for single-sample gradients.
+    After each draw the chosen location's logit is set to a large negative value (``TAKEN``),
+    which is Eq. 11's renormalised b^(i) (its probability underflows to exactly 0; unlike -inf it
+    keeps q log q and every gradient finite). Draws use the Gumbel-max trick; with ``tau`` the
+    relaxed one-hot sample softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for
+    single-sample gradients.
 
-    Returns idx (B, k) long, y (B, k, D) float or None, log_q (B, k): log b^(i)[idx_i].
+    Returns idx (B, k) long, y (B, k, D) float or None, log_q (B, k): log b^(i)[idx_i], and
+    neg_entropy (B, k): sum_d b^(i)_d log b^(i)_d, the analytic E[log q(z_loc^(i) | z_loc^(<i))]
+    given the earlier draws (see :meth:`LAVAE.loss_terms`).
     """
     b, d = logits.shape
     if k > d:
         raise ValueError(f"cannot draw {k} locations without replacement from {d}")
     taken = torch.zeros(b, d, dtype=torch.bool, device=logits.device)
-    idx, ys, log_q = [], [], []
+    idx, ys, log_q, neg_ent = [], [], [], []
     for _ in range(k):
-        lg = logits.masked_fill(taken, float("-inf"))
+        lg = logits.masked_fill(taken, TAKEN)
         u = torch.rand(b, d, generator=generator, device="cpu" if generator is not None else logits.device)
         g = -torch.log(-torch.log(u.to(logits.device).clamp(1e-10, 1 - 1e-7)))
         i = (lg + g).argmax(1)
-        log_q.append(lg.log_softmax(1).gather(1, i[:, None]).squeeze(1))
+        lq = lg.log_softmax(1)
+        log_q.append(lq.gather(1, i[:, None]).squeeze(1))
+        neg_ent.append((lq.exp() * lq).sum(1))
         if tau is not None:
             ys.append(((lg + g) / tau).softmax(1))
         idx.append(i)
         taken = taken.scatter(1, i[:, None], True)
     if k == 0:
         empty = logits.new_zeros(b, 0)
-        return empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty
+        return (empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty,
+                empty)
     return (torch.stack(idx, 1), torch.stack(ys, 1) if tau is not None else None,
-            torch.stack(log_q, 1))
+            torch.stack(log_q, 1), torch.stack(neg_ent, 1))
 
 
 class SpriteDecoder(nn.Module):
@@ -245,16 +255,23 @@ class LAVAE(nn.Module):
 
         -ELBO = recon + kl_app + kl_loc + kl_n (Appendix A):
           kl_app = sum_i KL(q(z_app^(i) | z_loc^(i), x) || N(0, I))   (analytic)
-          kl_loc = sum_i log q(z_loc^(i) | z_loc^(<i), x) - log p(z_loc^(i) | z_loc^(<i)) (1 sample)
+          kl_loc = sum_i E[log q(z_loc^(i) | z_loc^(<i), x)] - log p(z_loc^(i) | z_loc^(<i))
           kl_n   = KL(delta(n - n_hat) || p(n)) = -log p(n_hat)
+        kl_loc takes the inner expectation analytically, sum_d b_d log b_d + log(D - i + 1) given the
+        earlier (sampled) draws: an unbiased estimate of Appendix A's term whose gradient is not
+        pure noise (log q of the hard Gumbel-max sample has zero expected gradient).
+        With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
+        locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
         of App. B); p(n) is always fitted to the inferred n_hat, so forcing does not bias the prior.
         With ``cfg.forced_no_loc_grad`` the forced images send no gradient into h_loc: one sample
         per image would otherwise teach the location net to push every object's peak but one down.
-        ``aux_weight`` > 0 adds the warm-up loss: the auxiliary VAE's negative ELBO plus the squared
-        distance between h_loc and its KL map (bilinearly up-sampled to D, times
-        ``cfg.aux_target_scale``, no gradient into it; with ``cfg.aux_target_centred`` measured
-        from its per-image median, as h_loc is).
+        ``aux_weight`` > 0 adds the warm-up terms of App. B: the auxiliary VAE, "trained in
+        parallel", at full weight (its own negative ELBO; no parameter is shared, so this only
+        trains it), plus ``aux_weight`` x the squared distance between h_loc and its KL map
+        (bilinearly up-sampled to D, times ``cfg.aux_target_scale``, no gradient into it; with
+        ``cfg.aux_target_centred`` measured from its per-image median, as h_loc is). Only the
+        squared distance is "linearly annealed to 0".
         """
         h_app, h_loc = self.infer_maps(x)
         b, hw = x.shape[0], self.cfg.image_size
@@ -266,7 +283,9 @@ class LAVAE(nn.Module):
         if self.cfg.forced_no_loc_grad and forced.any():
             logits = torch.where(forced[:, None], logits.detach(), logits)
         k = int(n.max())
-        idx, y, log_q_loc = sample_without_replacement(logits, k, tau)
+        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau)
+        if self.cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient
+            y = F.one_hot(idx, logits.shape[1]).to(y.dtype) - y.detach() + y
         mask = torch.arange(k, device=x.device)[None] < n[:, None]
         stats = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2))   # Eq. 9 at the relaxed location
         mu, logvar = stats.chunk(2, -1)
@@ -276,7 +295,7 @@ class LAVAE(nn.Module):
         m = mask.to(x.dtype)
         recon = -bernoulli_log_prob(lam, x)
         kl_app = (gaussian_kl(mu, logvar).sum(-1) * m).sum(1)
-        kl_loc = ((log_q_loc - self.log_prior_loc(k, x.device)) * m).sum(1)
+        kl_loc = ((neg_ent - self.log_prior_loc(k, x.device)) * m).sum(1)
         kl_n = -self.log_prior_n()[n_hat]
         neg_elbo = recon + kl_app + kl_loc + kl_n
         out = {"loss": neg_elbo, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
@@ -288,7 +307,7 @@ class LAVAE(nn.Module):
             if self.cfg.aux_target_centred:   # measured from its median, like h_loc itself
                 target = target - target.flatten(1).median(1).values[:, None, None]
             sq = (h_loc - target).pow(2).flatten(1).sum(1)
-            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=neg_elbo + aux_weight * (aux["loss"] + sq))
+            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=neg_elbo + aux["loss"] + aux_weight * sq)
         return out
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -301,7 +320,7 @@ class LAVAE(nn.Module):
         kmax = int(n_hat.max())
         rows = torch.arange(b, device=x.device).repeat_interleave(k)      # (B*k,) image of each row
         n = n_hat[rows]
-        idx, _, log_q_loc = sample_without_replacement(h_loc.flatten(1)[rows], kmax)
+        idx, _, log_q_loc, _ = sample_without_replacement(h_loc.flatten(1)[rows], kmax)
         mask = torch.arange(kmax, device=x.device)[None] < n[:, None]
         stats = h_app.flatten(2).transpose(1, 2)[rows[:, None], idx]       # (B*k, K, 2L), Eq. 9
         mu, logvar = stats.chunk(2, -1)
@@ -329,7 +348,7 @@ class LAVAE(nn.Module):
         n, peaks = self.count(h_loc)
         k = int(n.max())
         if sample:
-            idx, _, _ = sample_without_replacement(h_loc.flatten(1), k, generator=generator)
+            idx = sample_without_replacement(h_loc.flatten(1), k, generator=generator)[0]
         else:
             score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
             idx = score.topk(k, 1).indices if k else score.new_zeros(b, 0).long()

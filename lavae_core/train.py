@@ -5,8 +5,13 @@ Recipe: Adamax, two parameter groups (the location inference net at lr_loc, deca
 exponentially from tau_start to tau_end over tau_steps; a warm-up of ``warmup_steps`` with the
 auxiliary VAE loss at full weight and n forced to 1 (with probability ``force_n1_start``, 1 in the
 paper), then ``warmup_anneal_steps`` over which the auxiliary weight falls linearly to 0 and
-P(force n = 1) to ``force_n1_end``. The baseline's beta
-rises linearly from 0 to 1 over ``beta_anneal_steps``.
+P(force n = 1) to ``force_n1_end``. With ``reset_loc_opt`` (cpu profile, not in the paper) the
+location net's Adamax state is dropped once, when that anneal ends: the warm-up loss's large
+gradients otherwise dominate Adamax's max-gradient memory long after (see config.CPU_CHANGES).
+The baseline's beta rises linearly from 0 to 1 over ``beta_anneal_steps``.
+
+At every evaluation metrics.csv also gets the location and appearance diagnostics of
+:mod:`lavae_core.diagnostics` (LAVAE, on 200 held-out 0-3-object images).
 
 A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.json and command.txt.
 """
@@ -26,11 +31,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, build_model, hardware, pick_device, save_checkpoint, ship_run
 from .config import DATASETS, PROFILES, Config, make_config
+from .diagnostics import COLUMNS as DIAG_COLUMNS
+from .diagnostics import diagnose
 from .evaluate import as_float, count_accuracy
 
 COLUMNS = ["step", "wall_s", "images_per_s", "loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n",
            "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta",
-           "count_acc", "count_acc7"]
+           "count_acc", "count_acc7", *DIAG_COLUMNS]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,11 +91,12 @@ def _open_csv(path: Path, step: int):
 
 def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: bool = True,
           progress: bool = True, max_minutes: float | None = None, train_images=None,
-          eval_sets: dict | None = None, command: str | None = None) -> dict:
+          eval_sets: dict | None = None, command: str | None = None, diag_data=None) -> dict:
     """Train ``cfg.model`` on ``cfg.dataset``; returns the last metrics row.
 
     ``train_images`` (uint8 (N, C, 64, 64)) and ``eval_sets`` ({"count_acc": (images, counts),
-    "count_acc7": ...}) default to the data set's splits. With ``resume`` an existing checkpoint in
+    "count_acc7": ...}) default to the data set's splits, and ``diag_data`` (a MultiObjectData with
+    ground truth, for the diagnostics) to the first 200 images of the 0-3-object test split. With ``resume`` an existing checkpoint in
     ``run_dir`` is continued exactly (same batches, same noise). ``max_minutes`` stops early (with a
     checkpoint) once that much wall time has been spent in this call.
     """
@@ -142,6 +150,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
         for col, split in (("count_acc", "test"), ("count_acc7", "test7")):
             d = load_split(cfg, split, cfg.eval_images, progress)
             eval_sets[col] = (d.images, d.counts)
+            if split == "test" and diag_data is None:
+                diag_data = d.subset(np.arange(min(200, len(d))))
 
     def checkpoint():
         rng = {"torch": torch.get_rng_state(), "data": data_gen.get_state()}
@@ -165,6 +175,9 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             s = schedules(cfg, step)
             if cfg.model == "lavae":
                 opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = s["lr_loc"], s["lr"]
+                if cfg.reset_loc_opt and step == cfg.warmup_steps + cfg.warmup_anneal_steps:
+                    for p_ in opt.param_groups[0]["params"]:
+                        opt.state.pop(p_, None)   # Adamax re-initialises it on this step
             idx = torch.randint(len(train_images), (cfg.batch_size,), generator=data_gen)
             x = as_float(train_images[idx], dev)
             if cfg.model == "lavae":
@@ -198,6 +211,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
                 if do_eval:
                     for col, (ims, cnts) in eval_sets.items():
                         row[col] = round(count_accuracy(model, ims, cnts)["accuracy"], 4)
+                    if diag_data is not None:
+                        row.update({k_: round(v, 4) for k_, v in diagnose(model, diag_data).items()})
                     model.train()
                 writer.writerow({c: row.get(c, "") for c in COLUMNS})
                 csv_file.flush()

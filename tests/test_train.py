@@ -152,3 +152,24 @@ def test_trained_on_reads_the_hardware_from_command_txt(tmp_path):
         "python -m lavae_core.train --seed 3\n# on NVIDIA H200 (CUDA), torch 2.11.0, from step 0\n"
         "python -m lavae_core.train --seed 3\n# on Intel Xeon, 2 threads (CPU), torch 2.13.0, from step 250\n")
     assert trained_on(tmp_path) == "NVIDIA H200 (CUDA), torch 2.11.0; Intel Xeon, 2 threads (CPU), torch 2.13.0"
+
+
+def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path, scenes):
+    """reset_loc_opt: the location net's Adamax state is dropped when the warm-up anneal ends
+    (step 4 here), so its next updates are not scaled down by the warm-up's huge gradients."""
+    kw = dict(train_images=scenes[0], eval_sets={"count_acc": scenes}, progress=False)
+    cfg = dict(warmup_steps=2, warmup_anneal_steps=2, reset_loc_opt=True, lr_loc=1e-3,
+               lr_loc_decay=1.0, ckpt_every=4, force_n1_end=1.0)  # n >= 1: h_loc gets a gradient
+    train(make_config("smoke", steps=4, **cfg), tmp_path, **kw)
+    before = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    train(make_config("smoke", steps=8, **cfg), tmp_path, **kw)
+    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    loc_keys = [k for k in after["model"] if k.startswith("loc_net.") and k.endswith("weight")]
+    moved = [float((after["model"][k] - before["model"][k]).abs().max()) for k in loc_keys]
+    assert min(moved) > 0, "a location-net weight did not move after the warm-up"
+    groups = after["optimizer"]["param_groups"]
+    steps = {int(after["optimizer"]["state"][i]["step"]) for i in groups[0]["params"]}
+    rest = {int(after["optimizer"]["state"][i]["step"]) for i in groups[1]["params"]
+            if i in after["optimizer"]["state"]}
+    # location state restarted at step 4; the rest kept counting (the auxiliary VAE stops at 4)
+    assert steps == {4} and max(rest) == 8

@@ -1,0 +1,123 @@
+"""Diagnostics of what a LAVAE has learned about location and appearance (ours, not in the paper).
+
+They use the data's ground truth (object boxes and centres) and are for debugging and for
+metrics.csv only; training never sees them.
+
+Location (is q(z_loc | x) one sharp peak per object? Eq. 8, 11):
+- ``top_share``: inside each object's box, the share of the box's q-mass held by its top pixel
+  (1 for a spike, ~1/area for a plateau). Sampling without replacement blocks only the pixel drawn
+  (Eq. 11), so a plateau lets a second draw land on the same object and miss another.
+- ``redraw``: that failure measured directly: n draws from q for an image with n objects; the share
+  of the 2nd..n-th draws that land in the box of an object drawn before.
+- ``peak_dist``: distance in pixels between each box's top q pixel and the object's true centre.
+
+Appearance (does z_app describe the object? Eq. 4, 9-10):
+- ``sprite_max``: mean over objects of the decoded sprite's largest value (a blob stays dim).
+- ``ink_iou``: intersection over union of the thresholded (0.5) reconstruction of ``infer`` and
+  the input's ink, mean over images that have ink.
+- ``kl_app_obj``: KL(q(z_app | x) || N(0, I)) per inferred object, in nats: near 0 when the
+  decoder ignores z_app (posterior collapse).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .baseline import gaussian_kl
+from .lavae import sample_without_replacement
+
+COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj")
+
+
+def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """boxes (B, K, 4) (top, left, height, width; -1 = absent) -> bool masks (B, K, size, size)."""
+    boxes = torch.as_tensor(np.asarray(boxes), dtype=torch.long)
+    ar = torch.arange(size)
+    top, left, h, w = boxes.unbind(-1)
+    rows = (ar >= top[..., None]) & (ar < (top + h)[..., None])      # (B, K, size)
+    cols = (ar >= left[..., None]) & (ar < (left + w)[..., None])
+    return (rows[..., :, None] & cols[..., None, :]) & (h > 0)[..., None, None]
+
+
+def location_stats(h_loc: torch.Tensor, boxes, positions) -> dict[str, np.ndarray]:
+    """Per present object: top-pixel share of q inside its box and the distance of that pixel
+    from the true centre. h_loc (B, H, W) logits; boxes (B, K, 4); positions (B, K, 2) (row, col).
+    Returns {"top_share": (n_objects,), "peak_dist": (n_objects,)}."""
+    b, hh, ww = h_loc.shape
+    q = h_loc.detach().float().cpu().flatten(1).softmax(1).view(b, 1, hh, ww)
+    masks = box_masks(boxes, hh)                                         # (B, K, H, W)
+    present = masks.flatten(2).any(2)                                    # (B, K)
+    qm = (q * masks).flatten(2)                                          # (B, K, D)
+    top, arg = qm.max(2)
+    share = top / qm.sum(2).clamp_min(1e-30)
+    pos = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
+    peak = torch.stack([arg // ww, arg % ww], -1).float()
+    dist = (peak - pos).norm(dim=-1)
+    return {"top_share": share[present].numpy(), "peak_dist": dist[present].numpy()}
+
+
+def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0) -> float:
+    """Draw n locations from q (Eq. 8, 11, exact Gumbel-max) for each image with n >= 2 objects and
+    return the share of the 2nd..n-th draws that land in a box already drawn from (nan if none)."""
+    counts = torch.as_tensor(np.asarray(counts), dtype=torch.long)
+    keep = counts >= 2
+    if not keep.any():
+        return float("nan")
+    h = h_loc.detach().float().cpu()[keep]
+    masks = box_masks(np.asarray(boxes)[keep.numpy()], h.shape[-1]).flatten(2)   # (B, K, D)
+    n = counts[keep]
+    k = int(n.max())
+    gen = torch.Generator().manual_seed(seed)
+    idx = sample_without_replacement(h.flatten(1), k, generator=gen)[0]          # (B, k)
+    hit = masks.gather(2, idx[:, None, :].expand(-1, masks.shape[1], -1))        # (B, K, k)
+    seen = hit.cumsum(2) - hit.long()            # draws before this one in the same box
+    again = (hit & (seen > 0)).any(1)                                            # (B, k)
+    valid = (torch.arange(k)[None] < n[:, None]) & (torch.arange(k)[None] >= 1)
+    return float(again[valid].float().mean())
+
+
+def ink_iou(recon: torch.Tensor, images: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """Per image: |recon > t AND x > t| / |recon > t OR x > t| over pixels and channels; nan for
+    images with neither ink nor reconstructed ink."""
+    a = (torch.as_tensor(recon).float() > threshold).flatten(1)
+    bb = (torch.as_tensor(images).float() > threshold).flatten(1)
+    inter = (a & bb).sum(1).float()
+    union = (a | bb).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan"))).numpy()
+
+
+@torch.no_grad()
+def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
+    """Every diagnostic of the module docstring on the first ``n_images`` of ``data`` (a
+    :class:`lavae_core.datasets.MultiObjectData`), as means -> {column: float}."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    n = min(n_images, len(data))
+    tops, dists, sprite_max, ious, kls, redraws = [], [], [], [], [], []
+    for i in range(0, n, batch_size):
+        j = min(i + batch_size, n)
+        x = torch.as_tensor(data.images[i:j]).to(dev, torch.float32)
+        inf = model.infer(x)
+        st = location_stats(inf.h_loc, data.boxes[i:j], data.positions[i:j])
+        tops.append(st["top_share"])
+        dists.append(st["peak_dist"])
+        r = redraw_rate(inf.h_loc, data.boxes[i:j], data.counts[i:j], seed=seed + i)
+        if not np.isnan(r):
+            redraws.append((r, int(np.clip(data.counts[i:j] - 1, 0, None).sum())))
+        m = inf.mask.cpu()
+        if m.any():
+            sprite_max.append(inf.sprites.cpu()[m].flatten(1).max(1).values.numpy())
+            kl = gaussian_kl(inf.z_app, inf.logvar.clamp(-12.0, 8.0)).sum(-1).cpu()
+            kls.append(kl[m].numpy())
+        ious.append(ink_iou(inf.recon.cpu(), x.cpu()))
+    model.train(was_training)
+
+    def mean(parts):
+        v = np.concatenate(parts) if parts else np.zeros(0)
+        v = v[~np.isnan(v)]
+        return float(v.mean()) if v.size else float("nan")
+
+    redraw = (sum(r * w for r, w in redraws) / max(sum(w for _, w in redraws), 1)) if redraws else float("nan")
+    return {"top_share": mean(tops), "redraw": float(redraw), "peak_dist": mean(dists),
+            "sprite_max": mean(sprite_max), "ink_iou": mean(ious), "kl_app_obj": mean(kls)}

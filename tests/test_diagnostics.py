@@ -1,0 +1,66 @@
+"""Location and appearance diagnostics on hand-made maps and reconstructions (lavae_core.diagnostics)."""
+import numpy as np
+import pytest
+import torch
+
+from lavae_core.datasets import generate
+from lavae_core.diagnostics import COLUMNS, box_masks, diagnose, ink_iou, location_stats, redraw_rate
+from synthetic import peaked_lavae
+
+# two objects: boxes (top, left, h, w) and true centres (row, col) = (top + h // 2, left + w // 2)
+BOXES = np.array([[[5, 5, 15, 15], [30, 40, 15, 15]]])
+CENTRES = np.array([[[12, 12], [37, 47]]])
+
+
+def maps(kind: str) -> torch.Tensor:
+    h = torch.zeros(1, 64, 64)
+    for r, c in CENTRES[0]:
+        if kind == "spike":
+            h[0, r, c] = 30.0
+        else:                       # a 5x5 plateau: 25 pixels with the same logit
+            h[0, r - 2:r + 3, c - 2:c + 3] = 30.0
+    return h
+
+
+def test_box_masks_cover_the_boxes_only():
+    m = box_masks(np.array([[[2, 3, 4, 5], [-1, -1, -1, -1]]]), 16)
+    assert m.shape == (1, 2, 16, 16)
+    assert int(m[0, 0].sum()) == 20 and bool(m[0, 0, 2, 3]) and not bool(m[0, 0, 6, 3])
+    assert not m[0, 1].any()        # an absent slot has no mask
+
+
+def test_spike_vs_plateau():
+    spike = location_stats(maps("spike"), BOXES, CENTRES)
+    plateau = location_stats(maps("plateau"), BOXES, CENTRES)
+    assert spike["top_share"] == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert spike["peak_dist"] == pytest.approx([0.0, 0.0])
+    assert plateau["top_share"] == pytest.approx([1 / 25, 1 / 25], rel=1e-4)
+    assert (plateau["peak_dist"] > 0).all() and (plateau["peak_dist"] <= 2 * 2 ** 0.5 + 1e-6).all()
+
+
+def test_redraw_rate_spike_vs_plateau():
+    counts = np.array([2] * 400)
+    boxes, spike, plateau = (np.repeat(BOXES, 400, 0), maps("spike").expand(400, -1, -1),
+                             maps("plateau").expand(400, -1, -1))
+    assert redraw_rate(spike, boxes, counts) == 0.0
+    # second draw from a plateau: 24 of the 49 remaining hot pixels are on the object drawn first
+    assert redraw_rate(plateau, boxes, counts) == pytest.approx(24 / 49, abs=0.06)
+    assert np.isnan(redraw_rate(spike[:3], boxes[:3], np.array([1, 0, 1])))
+
+
+def test_ink_iou_perfect_empty_shifted():
+    x = torch.zeros(3, 1, 64, 64)
+    x[:, :, 10:20, 10:20] = 1.0
+    assert ink_iou(x, x) == pytest.approx([1, 1, 1])
+    assert ink_iou(torch.zeros_like(x), x) == pytest.approx([0, 0, 0])
+    shifted = torch.roll(x, 1, dims=-1)           # 10x10 square moved by one pixel: 90 / 110
+    assert ink_iou(shifted, x) == pytest.approx([90 / 110] * 3)
+    assert np.isnan(ink_iou(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))[0])
+
+
+def test_diagnose_returns_every_column_in_range():
+    data = generate("multi-dsprites", 24, n_objects=(0, 3), seed=0, progress=False)
+    d = diagnose(peaked_lavae(dataset="multi-dsprites"), data, n_images=24)
+    assert set(d) == set(COLUMNS)
+    assert 0 < d["top_share"] <= 1 and 0 <= d["redraw"] <= 1 and d["peak_dist"] >= 0
+    assert 0 < d["sprite_max"] < 1 and 0 <= d["ink_iou"] <= 1 and d["kl_app_obj"] > 0
