@@ -250,7 +250,7 @@ class LAVAE(nn.Module):
 
     # ---------------------------------------------------------------- the ELBO (Eq. 6, App. A)
     def loss_terms(self, x: torch.Tensor, tau: float, p_force_one: float = 0.0,
-                   aux_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                   aux_weight: float = 0.0, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
         """Per-image terms of the negative ELBO, training version (relaxed locations).
 
         -ELBO = recon + kl_app + kl_loc + kl_n (Appendix A):
@@ -260,6 +260,8 @@ class LAVAE(nn.Module):
         kl_loc takes the inner expectation analytically, sum_d b_d log b_d + log(D - i + 1) given the
         earlier (sampled) draws: an unbiased estimate of Appendix A's term whose gradient is not
         pure noise (log q of the hard Gumbel-max sample has zero expected gradient).
+        ``kl_weight`` < 1 (a KL warm-up, not in the paper) scales kl_app and kl_loc in ``loss``; the
+        ``elbo`` returned stays the true bound.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -298,7 +300,8 @@ class LAVAE(nn.Module):
         kl_loc = ((neg_ent - self.log_prior_loc(k, x.device)) * m).sum(1)
         kl_n = -self.log_prior_n()[n_hat]
         neg_elbo = recon + kl_app + kl_loc + kl_n
-        out = {"loss": neg_elbo, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
+        loss = neg_elbo if kl_weight == 1.0 else recon + kl_weight * (kl_app + kl_loc) + kl_n
+        out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat}
         if aux_weight > 0:
             aux = self.aux.loss_terms(x)
@@ -307,7 +310,7 @@ class LAVAE(nn.Module):
             if self.cfg.aux_target_centred:   # measured from its median, like h_loc itself
                 target = target - target.flatten(1).median(1).values[:, None, None]
             sq = (h_loc - target).pow(2).flatten(1).sum(1)
-            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=neg_elbo + aux["loss"] + aux_weight * sq)
+            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=loss + aux["loss"] + aux_weight * sq)
         return out
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:

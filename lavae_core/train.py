@@ -8,7 +8,8 @@ paper), then ``warmup_anneal_steps`` over which the auxiliary weight falls linea
 P(force n = 1) to ``force_n1_end``. With ``reset_loc_opt`` (cpu profile, not in the paper) the
 location net's Adamax state is dropped once, when that anneal ends: the warm-up loss's large
 gradients otherwise dominate Adamax's max-gradient memory long after (see config.CPU_CHANGES).
-The baseline's beta rises linearly from 0 to 1 over ``beta_anneal_steps``.
+The baseline's beta rises linearly from 0 to 1 over ``beta_anneal_steps``; LAVAE's kl_app and kl_loc
+weight ("kl_weight") over ``kl_anneal_steps`` (0 in the paper profile: none).
 
 At every evaluation metrics.csv also gets the location and appearance diagnostics of
 :mod:`lavae_core.diagnostics` (LAVAE, on 200 held-out 0-3-object images).
@@ -36,7 +37,7 @@ from .diagnostics import diagnose
 from .evaluate import as_float, count_accuracy
 
 COLUMNS = ["step", "wall_s", "images_per_s", "loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n",
-           "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta",
+           "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta", "kl_weight",
            "count_acc", "count_acc7", *DIAG_COLUMNS]
 
 
@@ -60,6 +61,7 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
         "aux_weight": 1.0 - anneal,
         "p_force_one": cfg.force_n1_start + (cfg.force_n1_end - cfg.force_n1_start) * anneal,
         "beta": frac(cfg.beta_anneal_steps),
+        "kl_weight": frac(cfg.kl_anneal_steps),
     }
 
 
@@ -181,7 +183,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             idx = torch.randint(len(train_images), (cfg.batch_size,), generator=data_gen)
             x = as_float(train_images[idx], dev)
             if cfg.model == "lavae":
-                terms = model.loss_terms(x, s["tau"], s["p_force_one"], s["aux_weight"])
+                terms = model.loss_terms(x, s["tau"], s["p_force_one"], s["aux_weight"], s["kl_weight"])
             else:
                 terms = model.loss_terms(x, s["beta"])
             loss = terms["loss"].mean()
