@@ -10,6 +10,8 @@ Location (is q(z_loc | x) one sharp peak per object? Eq. 8, 11):
 - ``redraw``: that failure measured directly: n draws from q for an image with n objects; the share
   of the 2nd..n-th draws that land in the box of an object drawn before.
 - ``peak_dist``: distance in pixels between each box's top q pixel and the object's true centre.
+- :func:`peak_heights` (not logged): h_loc at each object's highest pixel vs the highest local
+  maximum outside every box; any f_count threshold between the two counts those images right.
 
 Appearance (does z_app describe the object? Eq. 4, 9-10):
 - ``sprite_max``: mean over objects of the decoded sprite's largest value (a blob stays dim).
@@ -54,6 +56,21 @@ def location_stats(h_loc: torch.Tensor, boxes, positions) -> dict[str, np.ndarra
     peak = torch.stack([arg // ww, arg % ww], -1).float()
     dist = (peak - pos).norm(dim=-1)
     return {"top_share": share[present].numpy(), "peak_dist": dist[present].numpy()}
+
+
+def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarray]:
+    """h_loc's highest value inside each present object's box ("object", (n_objects,)), and per
+    image the highest local maximum (``window`` x ``window``, as f_count) outside every box
+    ("background", (B,), -inf when there is none)."""
+    import torch.nn.functional as F
+    h = h_loc.detach().float().cpu()
+    masks = box_masks(boxes, h.shape[-1])                                # (B, K, H, W)
+    present = masks.flatten(2).any(2)
+    inside = h[:, None].masked_fill(~masks, float("-inf")).flatten(2).max(2).values
+    pooled = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2)[:, 0]
+    peaks = (h == pooled) & ~masks.any(1)
+    background = h.masked_fill(~peaks, float("-inf")).flatten(1).max(1).values
+    return {"object": inside[present].numpy(), "background": background.numpy()}
 
 
 def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0) -> float:

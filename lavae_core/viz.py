@@ -280,13 +280,19 @@ def plot_count_curve(results: dict, title: str = "count accuracy vs number of ob
     return fig
 
 
-def plot_training_curves(csv_paths: dict, columns=("count_acc", "count_acc7"), x: str = "wall_s"):
-    """Training curves from metrics.csv files: {label: path}. x is wall_s (shown in minutes) or step."""
+def plot_training_curves(csv_paths: dict, columns=("count_acc", "count_acc7"), x: str = "wall_s",
+                         per_row: int = 3):
+    """Training curves from metrics.csv files: {label: path}. x is wall_s (shown in minutes) or step.
+    One panel per column, ``per_row`` panels to a row; columns a file lacks are skipped."""
     import csv
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3), squeeze=False)
+    n_rows = -(-len(columns) // per_row)
+    n_cols = min(len(columns), per_row)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3 * n_rows), squeeze=False)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
     for label, path in csv_paths.items():
         rows = [r for r in csv.DictReader(open(path))]
-        for ax, col in zip(axes[0], columns):
+        for ax, col in zip(axes.flat, columns):
             pts = [(float(r[x]), float(r[col])) for r in rows if r.get(col)]
             if not pts:
                 continue

@@ -64,3 +64,14 @@ def test_diagnose_returns_every_column_in_range():
     assert set(d) == set(COLUMNS)
     assert 0 < d["top_share"] <= 1 and 0 <= d["redraw"] <= 1 and d["peak_dist"] >= 0
     assert 0 < d["sprite_max"] < 1 and 0 <= d["ink_iou"] <= 1 and d["kl_app_obj"] > 0
+
+
+def test_peak_heights_separate_objects_from_background():
+    from lavae_core.diagnostics import peak_heights
+    h = maps("spike")
+    h[0, 60, 2] = 7.0                     # a background bump outside both boxes
+    h[0, 13, 13] = 29.0                   # a shoulder inside the first box: not a background peak
+    r = peak_heights(h, BOXES, window=15)
+    assert r["object"] == pytest.approx([30.0, 30.0])
+    assert r["background"] == pytest.approx([7.0])
+    assert peak_heights(maps("spike"), BOXES, window=15)["background"][0] <= 0.0
