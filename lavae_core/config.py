@@ -60,7 +60,8 @@ class Config:
     force_n1_start: float = 1.0        # P(force n = 1) during the warm-up (paper: 1)
     force_n1_end: float = 0.1
     kl_anneal_steps: int = 0           # LAVAE's kl_app and kl_loc weighted 0 -> 1 over these steps
-                                       # (not in the paper: 0 = none; see CPU_CHANGES)
+                                       # (not in the paper: 0 = none; measured on multi-MNIST-1k:
+                                       # 1500 did not stop the appearance collapse, see README)
     forced_no_loc_grad: bool = False   # forced-n=1 images send no gradient to h_loc (not in paper)
     reset_loc_opt: bool = False        # drop the location net's Adamax state when the warm-up
                                        # anneal ends (not in the paper; see CPU_CHANGES)
@@ -108,9 +109,6 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
     "lr_loc_decay_steps": (4_000, "as above"),
     "tau_steps": (3_000, "the paper's anneal, 0.5 -> 0.02, compressed into the run"),
     "beta_anneal_steps": (1_500, "the baseline's beta anneal compressed into the run"),
-    "kl_anneal_steps": (1_500, "KL warm-up (Sonderby et al. 2016) for z_app and z_loc: with full "
-                        "weight from step 0 the appearance posterior collapsed (kl_app 32 -> 8 "
-                        "nats) and sprites stayed blobs; see the README's appearance section"),
     "aux_target_scale": (4.0, "after a short warm-up the auxiliary VAE's KL map peaks at only "
                          "~2-3 nats; x 4 gives peaks near the threshold below (x 16 lifted whole "
                          "object regions above it: plateau maxima became extra counts)"),
