@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, build_model, hardware, pick_device, save_checkpoint, ship_run
+from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
+                         pick_device, save_checkpoint, ship_run)
 from .config import DATASETS, PROFILES, Config, make_config
-from .evaluate import as_float, count_accuracy
+from .counting import count_accuracy
+from .datasets import as_float, load_split
 
 COLUMNS = ["step", "wall_s", "images_per_s", "loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n",
            "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta",
@@ -54,18 +56,6 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
         "p_force_one": cfg.force_n1_start + (cfg.force_n1_end - cfg.force_n1_start) * anneal,
         "beta": frac(cfg.beta_anneal_steps),
     }
-
-
-def load_split(cfg: Config, split: str, n_images: int | None = None, progress: bool = True):
-    """A data split for training or held-out metrics. The smoke profile generates a tiny set in
-    memory; the others read (or create) the cached paper-sized split and take its first n_images."""
-    from .datasets import generate, load
-    if cfg.profile == "smoke":
-        n_obj = {"train": (0, 3), "test": (0, 3), "test7": (7, 7)}[split]
-        seed = cfg.seed + {"train": 0, "test": 1, "test7": 2}[split]
-        return generate(cfg.dataset, n_images or 64, n_objects=n_obj, seed=seed, progress=False)
-    data = load(cfg.dataset, split, progress=progress)
-    return data.subset(np.arange(min(n_images, len(data)))) if n_images else data
 
 
 def _open_csv(path: Path, step: int):
@@ -212,6 +202,20 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
         bar.close()
         csv_file.close()
     return row
+
+
+def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: str = "cpu",
+              seed: int = 0, smoke: bool = False, device: str | None = None):
+    """The model the notebooks use -> (model, config, checkpoint dict).
+
+    ``smoke``: trains a seconds-long smoke model into a temporary folder (for CI). Otherwise loads
+    the shipped weights ``checkpoints/<run_name>/weights.pt`` (or the run folder runs/<run_name>)."""
+    if smoke:
+        import tempfile
+        folder = Path(tempfile.mkdtemp(prefix="lavae_smoke_"))
+        train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
+        return load_checkpoint(folder, device)
+    return load_checkpoint(find_checkpoint(dataset, model, profile, seed), device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lavae_core.checkpoint import (CheckpointError, build_model, get_model, hardware,  # noqa: E402
-                                   pick_device, run_name)
+from lavae_core.checkpoint import CheckpointError, build_model, hardware, pick_device, run_name  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
+from lavae_core.datasets import load_split  # noqa: E402
 from lavae_core.evaluate import iw_bound  # noqa: E402
-from lavae_core.train import load_split  # noqa: E402
+from lavae_core.train import get_model  # noqa: E402
 
 
 def peak_mb(dev: torch.device) -> float:
