@@ -26,7 +26,7 @@ from .evaluate import BOUND_PARAMS, COUNT_PARAMS, bound_part, check_params, coun
 RECORD = "eval.json"
 # Measured cost of a record with Table 1's parameters, 1 thread of the 2-core Xeon (seconds); only
 # for the progress bar's ETA.
-COST_S = {"baseline": 60.0, "lavae": 240.0}
+COST_S = {"baseline": 165.0, "lavae": 450.0}
 
 
 def sha256_file(path) -> str:
@@ -102,10 +102,13 @@ def ensure_record(weights, bound: dict = BOUND_PARAMS, count: dict = COUNT_PARAM
 
 
 def shipped(folder=CHECKPOINTS, only=()) -> list[Path]:
-    """Every shipped weights file, baselines first (the cheap ones), then LAVAE; ``only``: keep
-    runs whose name contains one of these strings."""
-    paths = sorted(Path(folder).glob("*/weights.pt"), key=lambda p: (not p.parent.name.startswith("baseline"),
-                                                                     p.parent.name))
+    """Every shipped weights file, baselines first (the cheap ones), then LAVAE, each seed by seed
+    (so that a partial pass covers every data set); ``only``: keep runs whose name contains one of
+    these strings."""
+    def order(p):
+        name = p.parent.name
+        return not name.startswith("baseline"), name.rsplit("_s", 1)[-1].zfill(4), name
+    paths = sorted(Path(folder).glob("*/weights.pt"), key=order)
     return [p for p in paths if not only or any(s in p.parent.name for s in only)]
 
 
