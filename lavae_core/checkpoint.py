@@ -75,7 +75,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise CheckpointError(f"could not read checkpoint {path}: {e}") from e
+        raise CheckpointError(f"could not read checkpoint {path} ({type(e).__name__}): is it a .pt file "
+                              "written by lavae_core?") from e
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
     cfg = Config.from_dict(ckpt["config"])

@@ -48,7 +48,6 @@ gives the same bytes, and a smaller set is a prefix of a larger one with the sam
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -62,6 +61,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data_dir
+from .cli import Parser, fail, non_negative_int, positive_int
+from .mnist import MNISTError
 
 __all__ = ["NAMES", "SPLITS", "MultiObjectData", "generate", "load", "cache_path", "mnist_pool",
            "dsprite_table", "dsprite_masks_centred", "load_splits", "load_split", "as_float", "count_overlaps",
@@ -628,13 +629,13 @@ def as_float(images, device="cpu"):
 # ---------------------------------------------------------------------------------------------
 def main(argv=None) -> None:
     """``lavae-data`` / ``python -m lavae_core.datasets``: write the cached splits."""
-    p = argparse.ArgumentParser(description="Generate and cache the multi-object data sets "
-                                            "(LAVAE paper, Section 3).")
+    prog = "python -m lavae_core.datasets"
+    p = Parser(prog=prog, description="Generate and cache the multi-object data sets (LAVAE paper, Section 3).")
     p.add_argument("--name", nargs="+", choices=NAMES, help="data set(s)")
     p.add_argument("--split", nargs="+", default=list(PAPER_SPLITS), choices=list(SPLITS))
     p.add_argument("--all", action="store_true", help="all three data sets x (train, test, test7)")
-    p.add_argument("--n-images", type=int, default=None, help="override the split's size")
-    p.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    p.add_argument("--n-images", type=positive_int, default=None, help="override the split's size")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="base seed (default 0)")
     p.add_argument("--mnist-dir", default=None, help="folder with the 4 MNIST files "
                                                      "(default: $LAVAE_MNIST_DIR or download)")
     p.add_argument("--no-progress", action="store_true")
@@ -648,8 +649,11 @@ def main(argv=None) -> None:
     for name in names:
         for split in splits:
             t0 = time.perf_counter()
-            data = load(name, split, mnist_dir=a.mnist_dir, n_images=a.n_images, seed=a.seed,
-                        progress=not a.no_progress)
+            try:
+                data = load(name, split, mnist_dir=a.mnist_dir, n_images=a.n_images, seed=a.seed,
+                            progress=not a.no_progress)
+            except (ValueError, OSError, MNISTError) as e:
+                fail(prog, e)
             dt = time.perf_counter() - t0
             path = cache_path(name, split, a.n_images, a.seed)
             print(f"{name:16s} {split:9s} {len(data):7d} images  {path}  "

@@ -12,12 +12,10 @@ that changing one does not force recomputing the other; ``records.py`` keeps the
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +25,10 @@ from tqdm.auto import tqdm
 
 from . import REPO_ROOT
 from .checkpoint import CheckpointError, hardware, load_checkpoint
+from .cli import Parser, fail, non_negative_int, positive_int
 from .counting import accuracy_of, predict_counts
 from .datasets import SPLITS, as_float, generate, load_split
+from .mnist import MNISTError
 
 # Table 1's evaluation: the bound on the first 500 `test` and 200 `test7` images (its cost grows
 # with the number of objects), the count on all 10k images of both (issue 8: to tell >= 99.9 %
@@ -66,14 +66,15 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 @torch.no_grad()
 def iw_bound(model, images, k: int = 100, chunk: int | None = None, seed: int = 0,
-             progress: bool = True) -> dict:
+             progress: bool = True, first_chunk: int = 0) -> dict:
     """Importance-sampled bound on -log p(x) in nats with ``k`` samples (Table 1).
 
     Works for any model with ``log_weights(x, k) -> (B, k)`` (LAVAE and the baseline). Images go
     through in chunks of ``chunk`` (default 1000 // k); chunk c's samples come from
-    ``torch.manual_seed(chunk_seed(seed, c))``. Returns mean and standard error of the per-image
-    bound, the per-image bounds, the mean negative ELBO (the k = 1 bound in expectation), the
-    number of images and the wall time."""
+    ``torch.manual_seed(chunk_seed(seed, c))``, counting from ``first_chunk`` (so the images of
+    chunk c alone, with ``first_chunk=c``, give the same numbers as within the whole). Returns
+    mean and standard error of the per-image bound, the per-image bounds, the mean negative ELBO
+    (the k = 1 bound in expectation), the number of images and the wall time."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     chunk = chunk or max(1, 1000 // k)
@@ -83,7 +84,7 @@ def iw_bound(model, images, k: int = 100, chunk: int | None = None, seed: int = 
     bounds, elbos, t0 = [], [], time.perf_counter()
     for c, i in enumerate(tqdm(range(0, len(images), chunk), desc=f"bound K={k}", disable=not progress,
                                leave=False)):
-        torch.manual_seed(chunk_seed(seed, c))
+        torch.manual_seed(chunk_seed(seed, first_chunk + c))
         lw = model.log_weights(as_float(images[i:i + chunk], device), k).double()
         bounds.append(-(torch.logsumexp(lw, 1) - math.log(k)).cpu())
         elbos.append(-lw.mean(1).cpu())
@@ -176,18 +177,18 @@ def evaluate_checkpoint(path, bound: dict | None = BOUND_PARAMS, count: dict | N
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lavae_core.evaluate",
-                                description="Evaluate one checkpoint: K-sample bound and count accuracy "
+    prog = "python -m lavae_core.evaluate"
+    p = Parser(prog=prog, description="Evaluate one checkpoint: K-sample bound and count accuracy "
                                             "(Table 1). Shipped checkpoints keep theirs in "
                                             "checkpoints/<run>/eval.json: see python -m lavae_core.records.")
     p.add_argument("checkpoint", help="a checkpoint .pt file or a run folder")
-    p.add_argument("--k", type=int, default=BOUND_PARAMS["k"], help="importance samples (default 100)")
-    p.add_argument("--bound-images", type=int, nargs=2, metavar=("TEST", "TEST7"),
+    p.add_argument("--k", type=positive_int, default=BOUND_PARAMS["k"], help="importance samples (default 100)")
+    p.add_argument("--bound-images", type=positive_int, nargs=2, metavar=("TEST", "TEST7"),
                    default=[BOUND_PARAMS["images"]["test"], BOUND_PARAMS["images"]["test7"]],
                    help="images of test and test7 the bound is averaged over (default 500 200)")
-    p.add_argument("--count-images", type=int, default=10_000,
+    p.add_argument("--count-images", type=positive_int, default=10_000,
                    help="images of test and test7 the count accuracy uses (default all 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bound's samples")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the bound's samples")
     p.add_argument("--device")
     p.add_argument("--out", help="write the results as JSON here")
     a = p.parse_args(argv)
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         check_params("bound", bound)
         check_params("count", count)
         res = evaluate_checkpoint(a.checkpoint, bound, count, a.device)
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"python -m lavae_core.evaluate: error: {e}")
+    except (ValueError, CheckpointError, MNISTError) as e:
+        fail(prog, e)
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

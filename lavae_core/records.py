@@ -9,7 +9,6 @@ checkpoint's record up to date; ``--reevaluate`` recomputes them all.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -21,7 +20,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINTS, CheckpointError, load_checkpoint
+from .cli import Parser, fail
 from .evaluate import BOUND_PARAMS, COUNT_PARAMS, bound_part, check_params, count_part, describe
+from .mnist import MNISTError
 
 RECORD = "eval.json"
 # Measured cost of a record with Table 1's parameters, 1 thread of the 2-core Xeon (seconds); only
@@ -98,7 +99,7 @@ def ensure_record(weights, bound: dict = BOUND_PARAMS, count: dict = COUNT_PARAM
     if "count" in todo and cfg.model == "lavae":
         record["count"] = count_part(model, cfg, count, progress)
     write_record(weights, record)
-    return record
+    return json.loads(dumps(record))   # as read back from disk (JSON keys are strings)
 
 
 def shipped(folder=CHECKPOINTS, only=()) -> list[Path]:
@@ -123,9 +124,8 @@ def ensure_all(paths, bound: dict = BOUND_PARAMS, count: dict = COUNT_PARAMS, re
                          "[{elapsed}<{remaining}]", file=sys.stdout, dynamic_ncols=False) as bar:
         for p in paths:
             t0 = time.perf_counter()
-            before = None if reevaluate else read_record(p)
+            reused = not reevaluate and not stale_parts(read_record(p), sha256_file(p), bound, count)
             out[p] = ensure_record(p, bound, count, reevaluate, progress=False, device=device)
-            reused = before is not None and out[p] is before
             bar.update(round(cost[p]))
             tqdm.write(f"[records] {p.parent.name}: {'reused' if reused else 'evaluated'} "
                        f"({time.perf_counter() - t0:.0f} s)", file=sys.stdout)
@@ -133,8 +133,8 @@ def ensure_all(paths, bound: dict = BOUND_PARAMS, count: dict = COUNT_PARAMS, re
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lavae_core.records",
-                                description="Bring the evaluation record (checkpoints/<run>/eval.json) of "
+    prog = "python -m lavae_core.records"
+    p = Parser(prog=prog, description="Bring the evaluation record (checkpoints/<run>/eval.json) of "
                                             "every shipped checkpoint up to date: reuse those whose weights "
                                             "hash and parameters match, evaluate the others.")
     p.add_argument("--reevaluate", action="store_true", help="recompute every record")
@@ -145,12 +145,11 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     paths = shipped(a.folder, a.only)
     if not paths:
-        sys.exit(f"python -m lavae_core.records: error: no shipped weights.pt under {a.folder}"
-                 + (f" matching {' '.join(a.only)}" if a.only else ""))
+        fail(prog, f"no shipped weights.pt under {a.folder}" + (f" matching {' '.join(a.only)}" if a.only else ""))
     try:
         ensure_all(paths, reevaluate=a.reevaluate, device=a.device)
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"python -m lavae_core.records: error: {e}")
+    except (ValueError, CheckpointError, MNISTError) as e:
+        fail(prog, e)
 
 
 if __name__ == "__main__":
