@@ -114,29 +114,32 @@ def shipped(folder=CHECKPOINTS, only=()) -> list[Path]:
 
 
 def ensure_all(paths, bound: dict = BOUND_PARAMS, count: dict = COUNT_PARAMS, reevaluate: bool = False,
-               device: str | None = None, log=print) -> dict:
-    """:func:`ensure_record` for every path, with a progress bar whose ETA weighs each checkpoint
-    by its measured cost (``COST_S``). Returns {path: record}."""
-    cost = {p: COST_S["lavae" if p.parent.name.startswith("lavae") else "baseline"] for p in paths}
-    out = {}
-    with tqdm(total=round(sum(cost.values())), unit="s", desc="evaluation records",
+               device: str | None = None) -> dict:
+    """:func:`ensure_record` for every path: the up-to-date records are reused, the others evaluated
+    under a progress bar whose ETA weighs each by its measured cost (``COST_S``). Returns
+    {path: record}."""
+    stale = [p for p in paths if reevaluate or stale_parts(read_record(p), sha256_file(p), bound, count)]
+    out = {p: read_record(p) for p in paths if p not in stale}
+    print(f"[records] {len(out)} of {len(paths)} records up to date, reused; {len(stale)} to evaluate",
+          flush=True)
+    cost = {p: COST_S["lavae" if p.parent.name.startswith("lavae") else "baseline"] for p in stale}
+    with tqdm(total=round(sum(cost.values())), unit="s", desc="evaluation records", file=sys.stdout,
               bar_format="{desc}: {percentage:3.0f}%|{bar:30}| {n_fmt}/{total_fmt} est. s "
-                         "[{elapsed}<{remaining}]", file=sys.stdout, dynamic_ncols=False) as bar:
-        for p in paths:
+                         "[{elapsed}<{remaining}]", disable=not stale) as bar:
+        for p in stale:
             t0 = time.perf_counter()
-            reused = not reevaluate and not stale_parts(read_record(p), sha256_file(p), bound, count)
             out[p] = ensure_record(p, bound, count, reevaluate, progress=False, device=device)
             bar.update(round(cost[p]))
-            tqdm.write(f"[records] {p.parent.name}: {'reused' if reused else 'evaluated'} "
-                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stdout)
-    return out
+            tqdm.write(f"[records] {p.parent.name}: evaluated in {time.perf_counter() - t0:.0f} s",
+                       file=sys.stdout)
+    return {p: out[p] for p in paths}
 
 
 def main(argv=None) -> None:
     prog = "python -m lavae_core.records"
-    p = Parser(prog=prog, description="Bring the evaluation record (checkpoints/<run>/eval.json) of "
-                                            "every shipped checkpoint up to date: reuse those whose weights "
-                                            "hash and parameters match, evaluate the others.")
+    p = Parser(prog=prog, description="Bring the evaluation record (checkpoints/<run>/eval.json) of every "
+                                      "shipped checkpoint up to date: reuse those whose weights hash and "
+                                      "parameters match, evaluate the others.")
     p.add_argument("--reevaluate", action="store_true", help="recompute every record")
     p.add_argument("--only", nargs="+", default=[], metavar="TEXT",
                    help="only runs whose name contains one of these, e.g. --only lavae_multi-dsprites")
