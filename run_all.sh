@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# The main job: set up .venv (see scripts/setup_env.sh), generate the paper-size data sets, then
-# execute every notebook in notebooks/ in sorted order with papermill. Executed copies go to the
-# git-ignored executed/ folder; the log goes to executed/run_all.log as well as the terminal.
-# Stops at the first notebook that fails.
+# The main job: set up .venv (see scripts/setup_env.sh), generate the paper-size data sets, bring
+# the evaluation record of every shipped checkpoint up to date (checkpoints/<run>/eval.json: reused
+# when its weights hash and parameters match, else evaluated), then execute every notebook in
+# notebooks/ in sorted order with papermill. Executed copies go to the git-ignored executed/ folder;
+# the log goes to executed/run_all.log as well as the terminal. Stops at the first step that fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 usage() {
     cat <<'USAGE'
-Usage: bash run_all.sh [--smoke] [--retrain] [--profile NAME] [-h|--help]
+Usage: bash run_all.sh [--smoke] [--retrain] [--reevaluate] [--profile NAME] [-h|--help]
 
   --smoke          seconds-long smoke scale: notebooks get `-p smoke True` (and LAVAE_SMOKE=1);
-                   the paper-size data-set step is skipped
+                   the paper-size data-set and evaluation-record steps are skipped
   --retrain        notebooks get `-p retrain True`: train again instead of reusing checkpoints
+  --reevaluate     recompute every evaluation record (checkpoints/<run>/eval.json) instead of
+                   reusing those that match (~3 minutes per baseline, ~8 per LAVAE on 1 CPU core)
   --profile NAME   notebooks get `-p profile NAME`
   -h, --help       show this help
 
@@ -22,11 +25,13 @@ USAGE
 }
 
 smoke=0
+reevaluate=()
 params=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1; params+=(-p smoke True) ;;
         --retrain) params+=(-p retrain True) ;;
+        --reevaluate) reevaluate=(--reevaluate) ;;
         --profile)
             if [ "$#" -lt 2 ]; then echo "run_all.sh: --profile needs a NAME" >&2; usage >&2; exit 2; fi
             params+=(-p profile "$2"); shift ;;
@@ -39,7 +44,7 @@ done
 
 mkdir -p executed
 exec > >(tee executed/run_all.log) 2>&1
-echo "[run_all] $(date '+%Y-%m-%d %H:%M:%S') run_all.sh ${params[*]:-}"
+echo "[run_all] $(date '+%Y-%m-%d %H:%M:%S') run_all.sh ${reevaluate[*]:-} ${params[*]:-}"
 
 source scripts/setup_env.sh
 if [ "$smoke" -eq 1 ]; then
@@ -65,6 +70,8 @@ PY
 if [ "$smoke" -eq 0 ]; then
     echo "[run_all] generating the paper-size data sets (cached files are reused)"
     "$LAVAE_PY" -m lavae_core.datasets --all
+    echo "[run_all] $(date '+%H:%M:%S') evaluation records of the shipped checkpoints ${reevaluate[*]:-}"
+    "$LAVAE_PY" -m lavae_core.records "${reevaluate[@]}"
 fi
 
 LC_COLLATE=C  # byte order for the glob below

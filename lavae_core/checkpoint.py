@@ -75,7 +75,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise CheckpointError(f"could not read checkpoint {path}: {e}") from e
+        raise CheckpointError(f"could not read checkpoint {path} ({type(e).__name__}): is it a .pt file "
+                              "written by lavae_core?") from e
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
     cfg = Config.from_dict(ckpt["config"])
@@ -108,24 +109,9 @@ def run_name(model: str, dataset: str, profile: str, seed: int) -> str:
     return f"{model}_{dataset}_{profile}_s{seed}"
 
 
-def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: str = "cpu",
-              seed: int = 0, smoke: bool = False, device: str | None = None):
-    """The model the notebooks use -> (model, config, checkpoint dict).
-
-    ``smoke``: trains a seconds-long smoke model into a temporary folder (for CI). Otherwise loads
-    the shipped weights ``checkpoints/<run_name>/weights.pt`` (or the run folder runs/<run_name>)."""
-    if smoke:
-        import tempfile
-        from .config import make_config
-        from .train import train
-        folder = Path(tempfile.mkdtemp(prefix="lavae_smoke_"))
-        train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
-        return load_checkpoint(folder, device)
-    return load_checkpoint(find_checkpoint(dataset, model, profile, seed), device)
-
-
 def find_checkpoint(dataset: str, model: str, profile: str, seed: int) -> Path:
-    """The file :func:`get_model` loads: shipped ``checkpoints/<run_name>/weights.pt``, else the
+    """The file :func:`lavae_core.train.get_model` loads: shipped
+    ``checkpoints/<run_name>/weights.pt``, else the
     run folder's ``runs/<run_name>/checkpoint.pt``; CheckpointError (with the command) if neither."""
     name = run_name(model, dataset, profile, seed)
     for path in (CHECKPOINTS / name / "weights.pt", CHECKPOINTS.parent / "runs" / name / "checkpoint.pt"):

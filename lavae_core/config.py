@@ -7,6 +7,9 @@ listed in ``CPU_CHANGES`` (and in the README). ``smoke`` runs in seconds, for te
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import warnings
 from dataclasses import dataclass
 
 DATASETS = ("multi-mnist-1k", "multi-mnist-10k", "multi-dsprites")
@@ -144,13 +147,69 @@ def make_config(profile: str = "paper", dataset: str = "multi-mnist-1k", model: 
         raise ValueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
     if model not in ("lavae", "baseline"):
         raise ValueError(f"unknown model {model!r}; choose 'lavae' or 'baseline'")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [f.name for f in dataclasses.fields(Config)], 1)
+        raise ValueError(f"unknown config field {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     fields: dict = dict(DATASET_FIELDS[dataset], dataset=dataset, profile=profile, model=model)
     if profile == "cpu":
         fields.update({k: v for k, (v, _) in CPU_CHANGES.items()})
     elif profile == "smoke":
         fields.update(SMOKE_CHANGES)
     fields.update(overrides)
-    return Config(**fields)
+    return validate(Config(**fields))
+
+
+# Fields that must be positive integers, non-negative integers, positive numbers, probabilities.
+POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_window", "inf_width",
+                 "inf_blocks", "dec_width", "dec_base", "sprite_size", "aux_width", "aux_latent_channels",
+                 "aux_latent_size", "vae_width", "vae_latents", "batch_size", "log_every", "eval_every",
+                 "eval_images", "ckpt_every")
+NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_steps", "warmup_steps",
+                     "warmup_anneal_steps", "seed", "kl_anneal_steps")
+POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
+PROBABILITIES = ("force_n1_start", "force_n1_end")
+
+
+KINDS = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string",
+         "int | None": "an integer or None"}
+
+
+def _type_ok(value, kind: str) -> bool:
+    """Whether ``value`` fits a field annotated ``kind`` ("int", "float", "bool", "str", "int | None")."""
+    if value is None:
+        return "None" in kind
+    if kind.startswith("int"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, {"bool": bool, "str": str}.get(kind, object))
+
+
+def validate(cfg: Config) -> Config:
+    """``cfg`` if every field has a usable value; else ValueError naming the first bad field. A
+    config that trains nothing (steps = 0) only warns."""
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if not _type_ok(value, str(f.type)):
+            raise ValueError(f"config field {f.name} must be {KINDS.get(str(f.type), f.type)}, got {value!r}")
+    bad = next(((k, "a positive integer") for k in POSITIVE_INTS if getattr(cfg, k) < 1), None) \
+        or next(((k, "an integer >= 0") for k in NON_NEGATIVE_INTS if getattr(cfg, k) < 0), None) \
+        or next(((k, "a number > 0") for k in POSITIVE_FLOATS if getattr(cfg, k) <= 0), None) \
+        or next(((k, "a probability in [0, 1]") for k in PROBABILITIES if not 0 <= getattr(cfg, k) <= 1), None)
+    if bad is None and cfg.n_train is not None and cfg.n_train < 1:
+        bad = ("n_train", "None (all) or a positive integer")
+    if bad is None and (cfg.count_threshold < 0 or cfg.aux_target_scale < 0):
+        bad = ("count_threshold" if cfg.count_threshold < 0 else "aux_target_scale", "a number >= 0")
+    if bad:
+        raise ValueError(f"config field {bad[0]} must be {bad[1]}, got {getattr(cfg, bad[0])!r}")
+    if cfg.vae_latents % 64:
+        raise ValueError(f"config field vae_latents must be a multiple of 64 (d_VAE/64 x 8 x 8), got {cfg.vae_latents}")
+    if cfg.count_window % 2 == 0:
+        raise ValueError(f"config field count_window must be odd (a window centred on a pixel), got {cfg.count_window}")
+    if cfg.steps == 0:
+        warnings.warn("config steps = 0: training will not take a single step", stacklevel=3)
+    return cfg
 
 
 def cpu_changes_markdown(dataset: str = "multi-mnist-1k") -> str:

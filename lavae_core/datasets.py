@@ -48,7 +48,6 @@ gives the same bytes, and a smaller set is a prefix of a larger one with the sam
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -62,9 +61,12 @@ from pathlib import Path
 import numpy as np
 
 from . import data_dir
+from .cli import Parser, fail, non_negative_int, positive_int
+from .mnist import MNISTError
 
 __all__ = ["NAMES", "SPLITS", "MultiObjectData", "generate", "load", "cache_path", "mnist_pool",
-           "dsprite_table", "dsprite_masks_centred", "appearance_log_prob", "load_splits", "count_overlaps", "pack_images", "unpack_images", "main"]
+           "dsprite_table", "dsprite_masks_centred", "load_splits", "load_split", "as_float", "count_overlaps",
+           "pack_images", "unpack_images", "main"]
 
 VERSION = 1
 CANVAS = 64
@@ -481,37 +483,6 @@ def count_overlaps(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def appearance_log_prob(data: MultiObjectData, mnist_dir=None) -> np.ndarray:
-    """log p(appearance of all objects) per image (N,), for the data floor (``floor.py``).
-
-    Each object's appearance is drawn independently and uniformly: a pool index (multi-MNIST) or
-    (shape, scale, angle, colour) (multi-dSprites). Renderings that give the same pixels are
-    counted where cheap: for a digit, shifts of its box inside its empty margin rows/columns
-    (``floor.mnist_shift_log_multiplicity``); for a dSprite, the (shape, scale, angle) triples
-    whose mask is identical.
-    """
-    present = data.boxes[..., 0] >= 0                             # (N, K)
-    out = np.zeros(len(data))
-    if data.name in POOL_SIZES:
-        from .floor import mnist_shift_log_multiplicity
-
-        pool_size = data.params.get("pool_size", POOL_SIZES[data.name])
-        sprites, _ = mnist_pool(pool_size, mnist_dir)
-        d = data.attrs["digit_index"][present]
-        boxes = data.boxes[present].astype(np.int64)
-        lp = -math.log(pool_size) + mnist_shift_log_multiplicity(sprites[d], boxes)
-    else:
-        masks, hw, _ = dsprite_table()
-        keys = np.concatenate([hw, masks.reshape(len(masks), -1)], 1)
-        _, inverse, mult = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-        same = mult[inverse.ravel()]                              # (720,) identical masks
-        a = data.attrs
-        sprite = ((a["shape"] * len(SCALES) + a["scale"]) * N_ANGLES + a["angle"])[present]
-        lp = np.log(same[sprite] / len(masks)) - math.log(len(COLORS))
-    np.add.at(out, np.nonzero(present)[0], lp)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Cached splits
 # ---------------------------------------------------------------------------------------------
@@ -632,18 +603,39 @@ def load_splits(name: str, splits=PAPER_SPLITS, smoke: bool = False, n_images=No
     return out
 
 
+def load_split(cfg, split: str, n_images: int | None = None, progress: bool = True) -> MultiObjectData:
+    """The split a config trains or is evaluated on (``cfg``: a :class:`lavae_core.config.Config`).
+
+    The smoke profile generates a tiny set in memory (``n_images``, default 64; seeds cfg.seed +
+    0/1/2); the others read (or create) the cached paper-sized split and take its first
+    ``n_images`` (all when None)."""
+    if cfg.profile == "smoke":
+        n_obj = {"train": (0, 3), "test": (0, 3), "test7": (7, 7)}[split]
+        seed = cfg.seed + {"train": 0, "test": 1, "test7": 2}[split]
+        return generate(cfg.dataset, n_images or 64, n_objects=n_obj, seed=seed, progress=False)
+    data = load(cfg.dataset, split, progress=progress)
+    return data.subset(np.arange(min(n_images, len(data)))) if n_images else data
+
+
+def as_float(images, device="cpu"):
+    """uint8 {0,1} images (numpy or torch, (N, C, H, W)) -> float32 torch tensor on ``device``: the
+    form in which the data enters a model."""
+    import torch
+    return torch.as_tensor(images).to(device=device, dtype=torch.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 def main(argv=None) -> None:
     """``lavae-data`` / ``python -m lavae_core.datasets``: write the cached splits."""
-    p = argparse.ArgumentParser(description="Generate and cache the multi-object data sets "
-                                            "(LAVAE paper, Section 3).")
+    prog = "python -m lavae_core.datasets"
+    p = Parser(prog=prog, description="Generate and cache the multi-object data sets (LAVAE paper, Section 3).")
     p.add_argument("--name", nargs="+", choices=NAMES, help="data set(s)")
     p.add_argument("--split", nargs="+", default=list(PAPER_SPLITS), choices=list(SPLITS))
     p.add_argument("--all", action="store_true", help="all three data sets x (train, test, test7)")
-    p.add_argument("--n-images", type=int, default=None, help="override the split's size")
-    p.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    p.add_argument("--n-images", type=positive_int, default=None, help="override the split's size")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="base seed (default 0)")
     p.add_argument("--mnist-dir", default=None, help="folder with the 4 MNIST files "
                                                      "(default: $LAVAE_MNIST_DIR or download)")
     p.add_argument("--no-progress", action="store_true")
@@ -657,8 +649,11 @@ def main(argv=None) -> None:
     for name in names:
         for split in splits:
             t0 = time.perf_counter()
-            data = load(name, split, mnist_dir=a.mnist_dir, n_images=a.n_images, seed=a.seed,
-                        progress=not a.no_progress)
+            try:
+                data = load(name, split, mnist_dir=a.mnist_dir, n_images=a.n_images, seed=a.seed,
+                            progress=not a.no_progress)
+            except (ValueError, OSError, MNISTError) as e:
+                fail(prog, e)
             dt = time.perf_counter() - t0
             path = cache_path(name, split, a.n_images, a.seed)
             print(f"{name:16s} {split:9s} {len(data):7d} images  {path}  "

@@ -23,12 +23,14 @@ from itertools import permutations
 import numpy as np
 from tqdm.auto import tqdm
 
+from .datasets import (COLORS, N_ANGLES, POOL_SIZES, SCALES, MultiObjectData, _free_positions,
+                       dsprite_table, mnist_pool)
+
 
 def free_positions(boxes: np.ndarray, order: np.ndarray) -> np.ndarray:
     """log prod_i 1 / V_i for boxes placed in ``order``: boxes (N, n, 4) as (top, left, h, w),
     order (n,) -> (N,) log-probability of that ordered placement. Vectorised over images; the free
     positions are counted by the generator's own ``datasets._free_positions``."""
-    from .datasets import _free_positions
     b = boxes[:, order]
     tl, hw, rows = b[..., :2], b[..., 2:], np.arange(len(boxes))
     logp = np.zeros(len(boxes))
@@ -70,9 +72,37 @@ def mnist_shift_log_multiplicity(sprites: np.ndarray, boxes: np.ndarray, size: i
     return np.log((up + down + 1) * (lf + rt + 1))
 
 
+def appearance_log_prob(data: MultiObjectData, mnist_dir=None) -> np.ndarray:
+    """log p(appearance of all objects) per image (N,), for the data floor.
+
+    Each object's appearance is drawn independently and uniformly: a pool index (multi-MNIST) or
+    (shape, scale, angle, colour) (multi-dSprites). Renderings that give the same pixels are
+    counted where cheap: for a digit, shifts of its box inside its empty margin rows/columns
+    (:func:`mnist_shift_log_multiplicity`); for a dSprite, the (shape, scale, angle) triples
+    whose mask is identical.
+    """
+    present = data.boxes[..., 0] >= 0                             # (N, K)
+    out = np.zeros(len(data))
+    if data.name in POOL_SIZES:
+        pool_size = data.params.get("pool_size", POOL_SIZES[data.name])
+        sprites, _ = mnist_pool(pool_size, mnist_dir)
+        d = data.attrs["digit_index"][present]
+        boxes = data.boxes[present].astype(np.int64)
+        lp = -math.log(pool_size) + mnist_shift_log_multiplicity(sprites[d], boxes)
+    else:
+        masks, hw, _ = dsprite_table()
+        keys = np.concatenate([hw, masks.reshape(len(masks), -1)], 1)
+        _, inverse, mult = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        same = mult[inverse.ravel()]                              # (720,) identical masks
+        a = data.attrs
+        sprite = ((a["shape"] * len(SCALES) + a["scale"]) * N_ANGLES + a["angle"])[present]
+        lp = np.log(same[sprite] / len(masks)) - math.log(len(COLORS))
+    np.add.at(out, np.nonzero(present)[0], lp)
+    return out
+
+
 def data_floor(data, n_orders: int = 24, progress: bool = True) -> dict:
     """-log p(x) of each image under the generating process; returns mean, stderr, per image."""
-    from .datasets import appearance_log_prob
     counts = np.asarray(data.counts)
     nll = np.zeros(len(counts))
     lo, hi = data.params["n_objects"]

@@ -169,13 +169,20 @@ class LAVAE(nn.Module):
         construction, so the background cannot drift towards the threshold once the warm-up
         target is annealed away.
         """
+        x = self._prepare(x)
+        return self.app_net(x), self._h_loc(x)
+
+    def infer_loc(self, x: torch.Tensor) -> torch.Tensor:
+        """h_loc alone, as :meth:`infer_maps` computes it: all that f_count needs (half the cost)."""
+        return self._h_loc(self._prepare(x))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if self.cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        h_app = self.app_net(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def _h_loc(self, x: torch.Tensor) -> torch.Tensor:
         raw = self.loc_net(x)[:, 0]
-        h_loc = self.cfg.gamma * (raw - raw.flatten(1).median(1).values[:, None, None])
-        return h_app, h_loc
+        return self.cfg.gamma * (raw - raw.flatten(1).median(1).values[:, None, None])
 
     def count(self, h_loc: torch.Tensor):
         """f_count with the threshold 4 gamma (App. B); returns (counts, peaks)."""

@@ -18,7 +18,6 @@ A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.jso
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shlex
@@ -26,15 +25,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, build_model, hardware, pick_device, save_checkpoint, ship_run
+from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
+                         pick_device, save_checkpoint, ship_run)
+from .cli import Parser, fail, non_negative_int, one_line_warnings, parse_value, positive_number
 from .config import DATASETS, PROFILES, Config, make_config
+from .counting import count_accuracy
+from .datasets import as_float, load_split
 from .diagnostics import COLUMNS as DIAG_COLUMNS
 from .diagnostics import diagnose
-from .evaluate import as_float, count_accuracy
+from .mnist import MNISTError
 
 COLUMNS = ["step", "wall_s", "images_per_s", "loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n",
            "kl", "aux_vae", "aux_sq", "tau", "lr_loc", "lr", "aux_weight", "p_force_one", "beta", "kl_weight",
@@ -63,18 +65,6 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
         "beta": frac(cfg.beta_anneal_steps),
         "kl_weight": frac(cfg.kl_anneal_steps),
     }
-
-
-def load_split(cfg: Config, split: str, n_images: int | None = None, progress: bool = True):
-    """A data split for training or held-out metrics. The smoke profile generates a tiny set in
-    memory; the others read (or create) the cached paper-sized split and take its first n_images."""
-    from .datasets import generate, load
-    if cfg.profile == "smoke":
-        n_obj = {"train": (0, 3), "test": (0, 3), "test7": (7, 7)}[split]
-        seed = cfg.seed + {"train": 0, "test": 1, "test7": 2}[split]
-        return generate(cfg.dataset, n_images or 64, n_objects=n_obj, seed=seed, progress=False)
-    data = load(cfg.dataset, split, progress=progress)
-    return data.subset(np.arange(min(n_images, len(data)))) if n_images else data
 
 
 def _open_csv(path: Path, step: int):
@@ -153,7 +143,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             d = load_split(cfg, split, cfg.eval_images, progress)
             eval_sets[col] = (d.images, d.counts)
             if split == "test" and diag_data is None:
-                diag_data = d.subset(np.arange(min(200, len(d))))
+                diag_data = d.subset(slice(0, 200))
 
     def checkpoint():
         rng = {"torch": torch.get_rng_state(), "data": data_gen.get_state()}
@@ -231,17 +221,36 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
     return row
 
 
+def get_model(dataset: str = "multi-mnist-1k", model: str = "lavae", profile: str = "cpu",
+              seed: int = 0, smoke: bool = False, device: str | None = None):
+    """The model the notebooks use -> (model, config, checkpoint dict).
+
+    ``smoke``: trains a seconds-long smoke model into a temporary folder (for CI). Otherwise loads
+    the shipped weights ``checkpoints/<run_name>/weights.pt`` (or the run folder runs/<run_name>)."""
+    if smoke:
+        return load_checkpoint(smoke_checkpoint(dataset, model, seed, device), device)
+    return load_checkpoint(find_checkpoint(dataset, model, profile, seed), device)
+
+
+def smoke_checkpoint(dataset: str, model: str, seed: int = 0, device: str | None = None) -> Path:
+    """Train a seconds-long smoke model in a new temporary folder; its checkpoint's path."""
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="lavae_smoke_"))
+    train(make_config("smoke", dataset, model, seed=seed), folder, device=device, progress=False)
+    return folder / "checkpoint.pt"
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lavae_core.train",
-                                description="Train LAVAE or the baseline beta-VAE on a data set.")
+    prog = "python -m lavae_core.train"
+    p = Parser(prog=prog, description="Train LAVAE or the baseline beta-VAE on a data set.")
     p.add_argument("--dataset", default="multi-mnist-1k", choices=DATASETS)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
     p.add_argument("--model", default="lavae", choices=("lavae", "baseline"))
     p.add_argument("--run-dir", help="default: runs/<model>_<dataset>_<profile>_s<seed>")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="override the profile's number of steps")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--steps", type=non_negative_int, help="override the profile's number of steps")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
+    p.add_argument("--max-minutes", type=positive_number, help="stop (with a checkpoint) after this long")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set batch_size=16 lr=5e-4")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -250,24 +259,27 @@ def main(argv: list[str] | None = None) -> None:
                    help="afterwards copy weights, metrics.csv and command.txt to checkpoints/<run>/")
     a = p.parse_args(argv)
     overrides = {}
-    fields = Config().to_dict()
     for kv in a.set:
         if "=" not in kv:
             p.error(f"--set expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
-        if k not in fields:
-            p.error(f"unknown config field {k!r}")
-        overrides[k] = json.loads(v) if v not in ("None",) else None
+        overrides[k] = parse_value(v)
     if a.steps is not None:
         overrides["steps"] = a.steps
-    cfg = make_config(a.profile, a.dataset, a.model, seed=a.seed, **overrides)
-    run_dir = Path(a.run_dir or f"runs/{a.model}_{a.dataset}_{a.profile}_s{a.seed}")
-    if a.no_resume and (run_dir / "checkpoint.pt").exists():
-        (run_dir / "checkpoint.pt").unlink()
-    command = "python -m lavae_core.train " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
-    row = train(cfg, run_dir, a.device, resume=not a.no_resume, progress=not a.no_progress,
-                max_minutes=a.max_minutes, command=command)
+    try:
+        with one_line_warnings(prog):
+            cfg = make_config(a.profile, a.dataset, a.model, seed=a.seed, **overrides)
+        run_dir = Path(a.run_dir or f"runs/{a.model}_{a.dataset}_{a.profile}_s{a.seed}")
+        if a.no_resume and (run_dir / "checkpoint.pt").exists():
+            (run_dir / "checkpoint.pt").unlink()
+        command = "python -m lavae_core.train " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
+        row = train(cfg, run_dir, a.device, resume=not a.no_resume, progress=not a.no_progress,
+                    max_minutes=a.max_minutes, command=command)
+    except (ValueError, CheckpointError, MNISTError, NonFiniteLossError) as e:
+        fail(prog, e)
     if a.ship:
+        if not (run_dir / "checkpoint.pt").exists():
+            fail(prog, f"nothing to ship: {run_dir} holds no checkpoint (steps = 0?)")
         print(f"shipped to {ship_run(run_dir)}")
     print(json.dumps({"run_dir": str(run_dir), **row}))
 

@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lavae_core.checkpoint import (CheckpointError, build_model, get_model, hardware,  # noqa: E402
-                                   pick_device, run_name)
+from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
+from lavae_core.checkpoint import CheckpointError, build_model, hardware, pick_device, run_name  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
+from lavae_core.datasets import load_split  # noqa: E402
 from lavae_core.evaluate import iw_bound  # noqa: E402
-from lavae_core.train import load_split  # noqa: E402
+from lavae_core.mnist import MNISTError  # noqa: E402
+from lavae_core.train import get_model  # noqa: E402
 
 
 def peak_mb(dev: torch.device) -> float:
@@ -63,17 +65,21 @@ def train_throughput(cfg, images, dev, steps: int, phase: str) -> float:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = "python scripts/benchmark.py"
+    p = Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
     p.add_argument("--dataset", default="multi-mnist-1k", choices=DATASETS)
     p.add_argument("--device")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per model")
-    p.add_argument("--bound-images", type=int, default=50)
+    p.add_argument("--steps", type=positive_int, default=20, help="timed training steps per model")
+    p.add_argument("--bound-images", type=positive_int, default=50)
     p.add_argument("--out")
     a = p.parse_args(argv)
-    dev = pick_device(a.device)
-    cfg = make_config(a.profile, a.dataset)
-    data = load_split(cfg, "test", 1000)
+    try:
+        dev = pick_device(a.device)
+        cfg = make_config(a.profile, a.dataset)
+        data = load_split(cfg, "test", 1000)
+    except (ValueError, MNISTError) as e:
+        fail(prog, e)
     res = {"hardware": hardware(dev), "profile": a.profile, "dataset": a.dataset,
            "batch_size": cfg.batch_size, "timed_steps": a.steps}
     res["lavae_warmup_images_per_s"] = train_throughput(cfg, data.images, dev, a.steps, "warm-up")

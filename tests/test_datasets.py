@@ -276,17 +276,6 @@ def test_command_line(tmp_path, monkeypatch, mnist_dir, capsys):
         assert path.exists() and str(path) in out
 
 
-def test_appearance_log_prob(mnist_dir):
-    pytest.importorskip("lavae_core.floor")
-    d = gen("multi-dsprites", mnist_dir, n=300, n_objects=(7, 7), seed=2)
-    lp = D.appearance_log_prob(d)
-    assert lp.shape == (300,) and np.isfinite(lp).all()
-    assert (lp <= 7 * -np.log(7) + 1e-9).all() and (lp >= 7 * -np.log(720 * 7) - 1e-9).all()
-    m = gen("multi-mnist-1k", mnist_dir)
-    lpm = D.appearance_log_prob(m, mnist_dir)
-    assert (lpm[m.counts == 0] == 0).all() and (lpm[m.counts == 1] <= 0).all()
-
-
 def test_pool_from_the_download_folder(mnist_dir, tmp_path, monkeypatch):
     """No LAVAE_MNIST_DIR: the pool comes from data_dir()/mnist, downloaded (here from file://)."""
     from lavae_core import mnist

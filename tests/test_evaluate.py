@@ -1,11 +1,12 @@
-"""Evaluation: the importance-sampled bound and count accuracy."""
+"""Evaluation of one model: the importance-sampled bound (in reproducible chunks) and the parts of
+an evaluation record."""
 import numpy as np
 import pytest
 import torch
 
 from lavae_core.baseline import ConvVAE
 from lavae_core.config import make_config
-from lavae_core.evaluate import count_accuracy, iw_bound
+from lavae_core.evaluate import BOUND_PARAMS, COUNT_PARAMS, bound_part, check_params, count_part, iw_bound
 from synthetic import blob_scenes, peaked_lavae
 
 
@@ -40,19 +41,17 @@ def test_lavae_k1_bound_matches_the_training_elbo():
     assert ((train.mean(0) - lw.mean(0)).abs() < 4 * se + 1e-3).all()
 
 
-def test_count_accuracy_counts_right_and_wrong():
-    model = _models()["lavae"]
-    images, counts = blob_scenes(32, seed=1)
-    pred = count_accuracy(model, images, counts)
-    assert 0.0 <= pred["accuracy"] <= 1.0 and pred["n_images"] == 32
-    assert sum(v[1] for v in pred["per_count"].values()) == 32
-    # against its own predictions the accuracy is exactly 1, against shifted counts exactly 0
-    from lavae_core.evaluate import predict_counts
-    own = predict_counts(model, images)
-    assert count_accuracy(model, images, own)["accuracy"] == 1.0
-    assert count_accuracy(model, images, own + 1)["accuracy"] == 0.0
-    with pytest.raises(ValueError, match="counts"):
-        count_accuracy(model, images, counts[:3])
+@pytest.mark.parametrize("name", ["lavae", "baseline"])
+def test_each_chunk_of_the_bound_can_be_recomputed_alone(name):
+    """Chunk c's samples depend on (seed, c) only: not on the chunks before it, nor on the global
+    RNG state; another seed gives other samples."""
+    model, images = _models()[name], blob_scenes(9, seed=4)[0]
+    whole = iw_bound(model, images, k=20, chunk=3, seed=7, progress=False)["per_image"]
+    torch.manual_seed(123)
+    middle = iw_bound(model, images[3:6], k=20, chunk=3, seed=7, progress=False, first_chunk=1)["per_image"]
+    assert np.array_equal(middle, whole[3:6])
+    other = iw_bound(model, images, k=20, chunk=3, seed=8, progress=False)["per_image"]
+    assert not np.array_equal(other, whole)
 
 
 def test_bound_rejects_k0():
@@ -60,52 +59,37 @@ def test_bound_rejects_k0():
         iw_bound(_models()["baseline"], blob_scenes(2)[0], k=0)
 
 
-def test_table1_markdown_states_spread_seeds_and_missing_runs():
-    from lavae_core.evaluate import PAPER_TABLE1, table1_markdown
-    base = {"dataset": "multi-dsprites", "floor": 30.0, "bound_test7": 400.0, "steps": [3000],
-            "train_minutes": [20.0, 21.0], "hardware": ["cpu"], "k": 100, "n_images": 1000,
-            "n_bound_test": 500, "n_bound_test7": 200, "seeds": [0, 1]}
-    rows = [dict(base, model="lavae", bound=150.0, bound_std=2.5, acc_test=0.9, acc_test_std=0.02,
-                 acc_test7=0.5, acc_test7_std=None, paper=PAPER_TABLE1["multi-dsprites"]["lavae"]),
-            dict(base, model="baseline", bound=90.0, bound_std=None, paper=PAPER_TABLE1["multi-dsprites"]["baseline"])]
-    md = table1_markdown(rows, ["no trained model lavae_multi-dsprites_cpu_s2"])
-    lavae_line, base_line = [line for line in md.splitlines() if line.startswith("| multi-dsprites")]
-    assert "| 150.0 ± 2.5 | 43.9 ± 1.0 |" in lavae_line and "| 90.0 | 45.8 ± 0.7 |" in base_line
-    assert "| 90.0% ± 2.0 | 50.0% |" in lavae_line and "| — | — |" in base_line
-    assert "| 2 | 3000 | 20.0, 21.0 |" in lavae_line
-    assert md.endswith("Not trained yet: no trained model lavae_multi-dsprites_cpu_s2.")
+def test_record_parts_state_their_numbers_parameters_and_provenance():
+    from types import SimpleNamespace
+    model = _models()["lavae"]
+    images, counts = blob_scenes(12, seed=5)
+    data = {"test": SimpleNamespace(images=images, counts=counts)}
+    bound = bound_part(model, None, {"k": 10, "images": {"test": 12}, "chunk": 5, "seed": 0}, False, data)
+    b = bound["splits"]["test"]
+    assert b["n_images"] == 12 and len(b["per_image"]) == 12
+    assert b["bound"] == pytest.approx(np.mean(b["per_image"]), abs=1e-5)
+    assert set(bound["evaluated"]) == {"wall_s", "hardware", "commit", "date"}
+    count = count_part(model, None, {"images": {"test": 12}, "chunk": 5}, False, data)["splits"]["test"]
+    assert len(count["correct_per_chunk"]) == 3 and sum(count["correct_per_chunk"]) == round(12 * count["accuracy"])
 
 
-def test_table1_cache_reuses_results_until_the_checkpoint_changes(tmp_path):
-    from lavae_core.evaluate import _cached
-    ckpt = tmp_path / "lavae_x_cpu_s0" / "weights.pt"
-    ckpt.parent.mkdir()
-    ckpt.write_bytes(b"weights v1")
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {"bound": 100.0 + len(calls), "seed": 0}
-
-    params = {"n_images": 10, "k": 100, "n_bound": None, "seed": 0}
-    first = _cached(ckpt, params, compute, tmp_path / "cache")
-    assert _cached(ckpt, params, compute, tmp_path / "cache") == first and len(calls) == 1
-    assert _cached(ckpt, {**params, "k": 10}, compute, tmp_path / "cache")["bound"] == 102.0
-    ckpt.write_bytes(b"weights v2 (retrained)")
-    assert _cached(ckpt, params, compute, tmp_path / "cache")["bound"] == 103.0
-    assert _cached(ckpt, params, compute, None)["bound"] == 104.0   # no cache: always computed
-    assert len(list((tmp_path / "cache").glob("lavae_x_cpu_s0-*.json"))) == 3
+@pytest.mark.parametrize("part,params,match", [
+    ("bound", {**BOUND_PARAMS, "k": 0}, "'k' must be a positive integer"),
+    ("bound", {**BOUND_PARAMS, "images": {"test": 20_000}}, "integer in 1..10000"),
+    ("bound", {**BOUND_PARAMS, "images": {"train": 5}}, "unknown test split 'train'"),
+    ("bound", {"k": 100}, "must have the keys"),
+    ("count", {**COUNT_PARAMS, "chunk": "10"}, "'chunk' must be a positive integer"),
+    ("count", {**COUNT_PARAMS, "images": {}}, "must be a dict"),
+])
+def test_bad_evaluation_parameters_are_one_line_errors(part, params, match):
+    with pytest.raises(ValueError, match=match) as e:
+        check_params(part, params)
+    assert "\n" not in str(e.value)
 
 
-def test_per_seed_markdown_lists_every_run_with_its_hardware():
-    from lavae_core.evaluate import per_seed_markdown
-    run = {"step": 3000, "train_wall_s": 120.0, "bound_test": 150.04, "bound_test7": 900.0}
-    rows = [{"dataset": "multi-mnist-1k", "model": "lavae", "per_seed": [
-                dict(run, seed=0, hardware="Intel Xeon, 2 threads (CPU), torch 2.13.0", acc_test=0.918, acc_test7=0.5),
-                dict(run, seed=3, hardware="NVIDIA H200 (CUDA), torch 2.11.0", acc_test=0.9, acc_test7=0.25)]},
-            {"dataset": "multi-mnist-1k", "model": "baseline", "per_seed": [dict(run, seed=0, hardware="x")]}]
-    lines = per_seed_markdown(rows).splitlines()
-    assert len(lines) == 2 + 3
-    assert lines[2] == "| multi-mnist-1k | lavae | 0 | 3000 | Intel Xeon | 2.0 | 150.0 | 900.0 | 91.8% | 50.0% |"
-    assert "| 3 | 3000 | NVIDIA H200 (CUDA) |" in lines[3]
-    assert lines[4].endswith("| — | — |")
+def test_table1_evaluation_parameters():
+    """Issue 8: count on all 10k images of both test sets; the bound keeps K = 100 on 500 / 200."""
+    assert COUNT_PARAMS["images"]["test"] == COUNT_PARAMS["images"]["test7"] == 10_000
+    assert BOUND_PARAMS["k"] == 100 and BOUND_PARAMS["images"] == {"test": 500, "test7": 200}
+    check_params("bound", BOUND_PARAMS)
+    check_params("count", COUNT_PARAMS)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lavae_core.datasets import generate
-from lavae_core.floor import data_floor, free_positions, placement_log_prob
+from lavae_core.floor import appearance_log_prob, data_floor, free_positions, placement_log_prob
 
 
 def test_free_positions_match_brute_force():
@@ -30,7 +30,6 @@ def test_floor_of_single_digit_images_is_closed_form(mnist_dir):
     data = generate("multi-mnist-1k", 200, n_objects=(1, 1), seed=0, mnist_dir=mnist_dir, progress=False)
     f = data_floor(data, progress=False)
     # one digit: 50 x 50 positions, 1 of 1000 pool digits, shifts inside its empty margins
-    from lavae_core.datasets import appearance_log_prob
     expected = math.log(50 * 50) - appearance_log_prob(data, mnist_dir)
     assert np.allclose(f["per_image"], expected)
     assert math.log(2500) < f["floor"] <= math.log(2500) + math.log(1000)
@@ -41,3 +40,13 @@ def test_floor_grows_with_objects(mnist_dir):
                     progress=False)["floor"] for n in (0, 1, 3, 7)]
     assert f[0] == 0.0
     assert f[0] < f[1] < f[2] < f[3]
+
+
+def test_appearance_log_prob(mnist_dir):
+    d = generate("multi-dsprites", 300, n_objects=(7, 7), seed=2, progress=False)
+    lp = appearance_log_prob(d)
+    assert lp.shape == (300,) and np.isfinite(lp).all()
+    assert (lp <= 7 * -np.log(7) + 1e-9).all() and (lp >= 7 * -np.log(720 * 7) - 1e-9).all()
+    m = generate("multi-mnist-1k", 200, seed=0, mnist_dir=mnist_dir, progress=False)
+    lpm = appearance_log_prob(m, mnist_dir)
+    assert (lpm[m.counts == 0] == 0).all() and (lpm[m.counts == 1] <= 0).all()

@@ -173,3 +173,13 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
             if i in after["optimizer"]["state"]}
     # location state restarted at step 4; the rest kept counting (the auxiliary VAE stops at 4)
     assert steps == {4} and max(rest) == 8
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("kl_anneal_steps", -1, "kl_anneal_steps must be an integer >= 0"),
+    ("reset_loc_opt", "yes", "reset_loc_opt must be True or False"),
+    ("straight_through", 1, "straight_through must be True or False"),
+])
+def test_new_recipe_options_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("cpu", **{field: value})

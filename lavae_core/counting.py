@@ -1,0 +1,42 @@
+"""Count accuracy (paper Section 3, Table 1): how often f_count(h_loc) finds the true number of
+objects. Ground-truth counts are used here only, never in training. Training (held-out curves in
+metrics.csv) and evaluation (Table 1) both measure it with these functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .datasets import as_float
+
+
+@torch.no_grad()
+def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """f_count on every image (uint8 (N, C, H, W)) -> (N,) int64. ``model``: a LAVAE."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in tqdm(range(0, len(images), batch_size), desc="count", disable=not progress, leave=False):
+        h_loc = model.infer_loc(as_float(images[i:i + batch_size], device))   # the location net only
+        out.append(model.count(h_loc)[0].cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def count_accuracy(model, images, counts, batch_size: int = 256, progress: bool = False) -> dict:
+    """Count accuracy overall and per true count: {"accuracy", "per_count": {n: [acc, images]},
+    "n_images"}."""
+    counts = np.asarray(counts)
+    if len(counts) != len(images):
+        raise ValueError(f"{len(images)} images but {len(counts)} counts")
+    return accuracy_of(predict_counts(model, images, batch_size, progress), counts)
+
+
+def accuracy_of(pred: np.ndarray, counts: np.ndarray) -> dict:
+    """The dict of :func:`count_accuracy` for predicted and true counts."""
+    ok = np.asarray(pred) == np.asarray(counts)
+    per = {int(n): [float(ok[counts == n].mean()), int((counts == n).sum())] for n in np.unique(counts)}
+    return {"accuracy": float(ok.mean()) if len(ok) else float("nan"), "per_count": per,
+            "n_images": int(len(ok))}

@@ -1,0 +1,80 @@
+"""Every command line ends a bad input with one line, ``<prog>: error: ...``, and a non-zero exit
+status: no traceback, no silent success."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from lavae_core import datasets, evaluate, records, table1, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+CASES = [
+    (train.main, ["--set", "lr=abc"], "config field lr must be a finite number, got 'abc'"),
+    (train.main, ["--steps", "-5"], "argument --steps: '-5' is not an integer >= 0"),
+    (train.main, ["--set", "batch_size=0"], "config field batch_size must be a positive integer, got 0"),
+    (train.main, ["--set", "not_a_field=3"], "unknown config field 'not_a_field'"),
+    (train.main, ["--set", "lr"], "--set expects KEY=VALUE"),
+    (train.main, ["--profile", "gpu"], "argument --profile: invalid choice: 'gpu'"),
+    (train.main, ["--max-minutes", "0"], "'0' is not a positive number"),
+    (evaluate.main, ["/no/such/checkpoint.pt"], "no checkpoint at /no/such/checkpoint.pt"),
+    (evaluate.main, ["x.pt", "--k", "0"], "argument --k: '0' is not a positive integer"),
+    (evaluate.main, ["x.pt", "--count-images", "-3"], "'-3' is not a positive integer"),
+    (datasets.main, [], "give --name NAME [NAME ...] or --all"),
+    (datasets.main, ["--name", "multi-mnist-1k", "--n-images", "0"], "'0' is not a positive integer"),
+    (datasets.main, ["--name", "multi-mnist-1k", "--seed", "x"], "'x' is not an integer >= 0"),
+    (datasets.main, ["--name", "multi-mnist-1k", "--split", "test", "--n-images", "5", "--mnist-dir",
+                     "/no/such/folder"], "MNIST folder /no/such/folder"),
+    (records.main, ["--only", "no-such-run"], "no shipped weights.pt"),
+    (table1.main, ["--seeds", "-1"], "'-1' is not an integer >= 0"),
+    (table1.main, ["--datasets", "mnist"], "invalid choice: 'mnist'"),
+    ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
+]
+
+
+@pytest.mark.parametrize("main,argv,match", CASES, ids=[" ".join(c[1]) or "(none)" for c in CASES])
+def test_bad_input_is_a_one_line_error(main, argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVAE_DATA_DIR", str(tmp_path))
+    main = _benchmark() if main == "benchmark" else main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code not in (0, None)
+    assert match in err, err
+    assert len(err.strip().splitlines()) == 1 and ": error: " in err
+
+
+def test_a_bad_checkpoint_file_is_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([str(junk)])
+    assert e.value.code == 1 and capsys.readouterr().err == (
+        f"python -m lavae_core.evaluate: error: could not read checkpoint {junk} (UnpicklingError): "
+        "is it a .pt file written by lavae_core?\n")
+
+
+def test_zero_steps_trains_nothing_and_says_so(tmp_path, capsys):
+    train.main(["--profile", "smoke", "--dataset", "multi-dsprites", "--steps", "0", "--run-dir",
+                str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert "python -m lavae_core.train: warning: config steps = 0: training will not take a single step" in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    with pytest.raises(SystemExit):
+        train.main(["--profile", "smoke", "--dataset", "multi-dsprites", "--steps", "0", "--run-dir",
+                    str(tmp_path / "run"), "--no-progress", "--ship"])
+    assert "nothing to ship" in capsys.readouterr().err
+
+
+def test_help_still_works(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0 and "override any config field" in capsys.readouterr().out

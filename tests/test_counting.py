@@ -1,0 +1,40 @@
+"""Count accuracy: f_count over a data set against the true counts."""
+import numpy as np
+import pytest
+import torch
+
+from lavae_core.counting import accuracy_of, count_accuracy, predict_counts
+from synthetic import blob_scenes, peaked_lavae
+
+
+def test_count_accuracy_counts_right_and_wrong():
+    model = peaked_lavae()
+    images, counts = blob_scenes(32, seed=1)
+    pred = count_accuracy(model, images, counts)
+    assert 0.0 <= pred["accuracy"] <= 1.0 and pred["n_images"] == 32
+    assert sum(v[1] for v in pred["per_count"].values()) == 32
+    # against its own predictions the accuracy is exactly 1, against shifted counts exactly 0
+    own = predict_counts(model, images)
+    assert count_accuracy(model, images, own)["accuracy"] == 1.0
+    assert count_accuracy(model, images, own + 1)["accuracy"] == 0.0
+    with pytest.raises(ValueError, match="counts"):
+        count_accuracy(model, images, counts[:3])
+
+
+def test_accuracy_per_true_count():
+    acc = accuracy_of(np.array([0, 1, 2, 2, 3]), np.array([0, 1, 1, 2, 2]))
+    assert acc["accuracy"] == pytest.approx(0.6)
+    assert acc["per_count"] == {0: [1.0, 1], 1: [0.5, 2], 2: [0.5, 2]}
+
+
+def test_counting_needs_only_the_location_net():
+    """predict_counts uses LAVAE.infer_loc, which must give infer_maps' h_loc exactly."""
+    from lavae_core.config import make_config
+    from lavae_core.lavae import LAVAE
+    torch.manual_seed(0)
+    model = LAVAE(make_config("smoke", channels_last=True)).eval()
+    x = torch.as_tensor(blob_scenes(8, seed=2)[0]).float()
+    with torch.no_grad():
+        assert torch.equal(model.infer_loc(x), model.infer_maps(x)[1])
+        expected = model.count(model.infer_maps(x)[1])[0].numpy()
+    assert (predict_counts(model, blob_scenes(8, seed=2)[0], batch_size=3) == expected).all()
