@@ -90,6 +90,21 @@ class Config:
         return cls(**d)
 
 
+# The fields the baseline beta-VAE reads (model, data and training loop); every other field is
+# LAVAE's and cannot change what a baseline learns. LAVAE reads everything but the baseline's own.
+BASELINE_FIELDS = ("dataset", "profile", "model", "channels", "image_size", "n_train", "vae_width",
+                   "vae_latents", "beta_anneal_steps", "steps", "batch_size", "lr", "seed",
+                   "channels_last")
+BASELINE_ONLY = ("vae_width", "vae_latents", "beta_anneal_steps")
+
+
+def recipe_fields(model: str) -> tuple[str, ...]:
+    """The config fields that define what a ``model`` ("lavae" or "baseline") learns."""
+    if model == "baseline":
+        return BASELINE_FIELDS
+    return tuple(f.name for f in dataclasses.fields(Config) if f.name not in BASELINE_ONLY)
+
+
 # Every field that the cpu profile changes, with why (also shown in the README).
 CPU_CHANGES: dict[str, tuple[object, str]] = {
     "inf_width": (16, "the two 64x64 inference nets dominate the cost (~8x fewer multiply-adds)"),

@@ -19,7 +19,7 @@ import numpy as np
 from . import REPO_ROOT
 from .checkpoint import CheckpointError, find_checkpoint, run_name
 from .cli import Parser, fail, non_negative_int
-from .config import DATASETS, PROFILES, Config, make_config
+from .config import DATASETS, PROFILES, Config, make_config, recipe_fields
 from .datasets import load_split
 from .evaluate import BOUND_PARAMS, COUNT_PARAMS, check_params
 from .floor import data_floor
@@ -43,14 +43,17 @@ SMOKE_COUNT = {"images": {"test": 16, "test7": 16}, "chunk": 8}
 
 def recipe_diff(record: dict) -> dict:
     """{field: (stored, today's)} where a record's config differs from today's profile for its
-    data set, model and seed (bookkeeping fields aside); {} for the current recipe. A field that
+    data set, model and seed (bookkeeping fields, and fields the model does not read, aside); {}
+    for the current recipe. A field that
     the stored config lacks (added to Config later) counts at its dataclass default, the behaviour
     before it existed; a stored field that Config no longer has counts as a difference."""
     names = {f.name for f in dataclasses.fields(Config)}
     stored = record["config"]
     full = dataclasses.asdict(Config(**{k: v for k, v in stored.items() if k in names}))
     today = make_config(record["profile"], record["dataset"], record["model"], seed=record["seed"]).to_dict()
-    diff = {k: (full[k], v) for k, v in today.items() if k not in BOOKKEEPING and full[k] != v}
+    fields = recipe_fields(record["model"])
+    diff = {k: (full[k], v) for k, v in today.items()
+            if k in fields and k not in BOOKKEEPING and full[k] != v}
     diff.update({k: (v, None) for k, v in stored.items() if k not in names})
     return diff
 

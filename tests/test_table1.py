@@ -106,3 +106,19 @@ def test_bad_table1_requests_are_one_line_errors(kw, match):
     with pytest.raises(ValueError, match=match) as e:
         table1(**args, smoke=True, progress=False)
     assert "\n" not in str(e.value)
+
+
+def test_a_baseline_is_not_marked_earlier_for_lavae_only_changes():
+    """Changing a LAVAE-only field of the cpu profile (here the warm-up) leaves baseline records
+    current; changing a baseline field does not."""
+    from lavae_core.config import make_config
+    from lavae_core.table1 import recipe_diff
+    cfg = make_config("cpu", "multi-mnist-1k", "baseline", seed=0).to_dict()
+    rec = {"model": "baseline", "dataset": "multi-mnist-1k", "profile": "cpu", "seed": 0,
+           "config": dict(cfg, warmup_steps=123, aux_target_scale=99.0)}
+    assert recipe_diff(rec) == {}
+    rec["config"]["vae_width"] = cfg["vae_width"] + 1
+    assert set(recipe_diff(rec)) == {"vae_width"}
+    lavae = dict(rec, model="lavae", config=dict(make_config("cpu", "multi-mnist-1k", "lavae").to_dict(),
+                                                  warmup_steps=123))
+    assert set(recipe_diff(lavae)) == {"warmup_steps"}
