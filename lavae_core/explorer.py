@@ -293,16 +293,18 @@ def scene_figure(state: SceneState, selected: int | None = None, title: str | No
 
 
 def before_after_figure(before: SceneState, after: SceneState, what: str = "edited"):
-    """An edit as a pair of rows: input/reconstruction/locations/sprites before and after."""
+    """An edit as a pair of rows, "before" and "after": input, reconstruction, locations, sprites;
+    ``what`` (the edit) is the figure's title."""
     cols = 3 + max(before.n, after.n, 1)
-    fig = _figure(1.45 * cols, 3.6)
+    fig = _figure(1.45 * cols, 3.9)
     axes = fig.subplots(2, cols)
-    for row, (state, label) in enumerate(((before, "before"), (after, f"after ({what})"))):
+    for row, (state, label) in enumerate(((before, "before"), (after, "after"))):
         draw_scene(axes[row], state, mark=False)
-        axes[row, 0].set_ylabel(label, fontsize=10)
         axes[row, 0].axis("on")
         axes[row, 0].set_xticks([])
         axes[row, 0].set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=11, fontweight="bold")
+    fig.suptitle(f"edit: {what}", fontsize=11)
     fig.tight_layout(pad=0.3)
     return fig
 

@@ -275,7 +275,8 @@ def test_the_static_twin_edits_a_copy(ex, tmp_path):
     fig = before_after_figure(ex.state, twin, "swap, move, add")
     titles = [ax.get_title() for ax in fig.axes]
     assert f"reconstruction (n={ex.state.n})" in titles and f"reconstruction (n={twin.n})" in titles
-    assert "after (swap, move, add)" in [ax.get_ylabel() for ax in fig.axes]
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["before", "after"]
+    assert fig.get_suptitle() == "edit: swap, move, add"
     whole = ex.figure("now")
     assert whole.axes[1].get_title().startswith("reconstruction") and ex.state.key() == key
     assert scene_figure(twin).axes[1].get_title() == f"reconstruction (n={twin.n})"
