@@ -31,6 +31,7 @@ import torch
 VALUE_STEP = 0.1    # step of the appearance "value" slider
 VALUE_LIMIT = 3.0   # the slider spans [-VALUE_LIMIT, VALUE_LIMIT]
 HIGHLIGHT = "#ff7f0e"
+NO_PARTNER = -1     # the "swap with" list's "(choose)" entry (a Dropdown shows no label for None)
 OTHER = "#4fc3f7"
 
 
@@ -331,6 +332,7 @@ class Explorer:
         self._lock = threading.RLock()
         self._writer = None           # thread id while the explorer writes its own widgets
         self._dirty = self._drawing = False
+        self._new_scene = False       # a new scene forgets the "swap with" choice
         self._shown = None            # (scene key, selected) of the pictures on screen
         self.redraws = 0              # number of pictures rendered (for tests and curiosity)
 
@@ -391,7 +393,7 @@ class Explorer:
                       "value")
         self.w_val.observe(self._handler(self._set_value), "value")
         self.w_other.observe(self._handler(lambda: None), "value")
-        self.w_swap.on_click(self._handler(lambda: self.state.swap(self.selected, self.w_other.value)))
+        self.w_swap.on_click(self._handler(lambda: self.state.swap(self.selected, self.partner)))
         self.w_del.on_click(self._handler(self._delete))
         self.w_add.on_click(self._handler(self._add))
         self._redraw()
@@ -400,10 +402,12 @@ class Explorer:
     def _load_image(self) -> None:
         self.state.load_image(self.images[self.w_index.value])
         self.selected = 0 if self.state.n else None
+        self._new_scene = True
 
     def _load_prior(self) -> None:
         self.state.load_prior()
         self.selected = 0 if self.state.n else None
+        self._new_scene = True
 
     def _set_n(self, n) -> None:
         self.state.set_n(n)
@@ -431,6 +435,12 @@ class Explorer:
     def _add(self) -> None:
         self.state.add()
         self.selected = self.state.n - 1
+
+    @property
+    def partner(self) -> int | None:
+        """The object chosen under "swap with", or None."""
+        v = self.w_other.value
+        return None if v is None or v == NO_PARTNER else v
 
     # ------------------------------------------------------------------ event plumbing
     def _view_key(self) -> tuple:
@@ -473,11 +483,12 @@ class Explorer:
             if list(self.w_obj.options) != objs:
                 self.w_obj.options = objs
             self._set(self.w_obj, value=i)
-            others = [("(choose)", None)] + [(f"object {k}", k) for k in range(st.n) if k != i]
-            partner = self.w_other.value if self.w_other.value in dict(others).values() else None
+            others = [("(choose)", NO_PARTNER)] + [(f"object {k}", k) for k in range(st.n) if k != i]
+            partner = self.partner if self.partner in [v for _, v in others] and not self._new_scene else None
+            self._new_scene = False
             if list(self.w_other.options) != others:
                 self.w_other.options = others
-            self._set(self.w_other, value=partner)
+            self._set(self.w_other, value=NO_PARTNER if partner is None else partner)
             none = i is None
             for w in (self.w_obj, self.w_row, self.w_col, self.w_dim, self.w_val, self.w_other, self.w_del):
                 self._set(w, disabled=none)

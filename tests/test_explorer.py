@@ -97,7 +97,7 @@ def test_bad_widget_input_shows_a_one_line_message_and_changes_nothing(ex):
     """Clicking "swap" without a partner (a programmatic click passes the disabled button) and
     a failing edit report in the status line; the scene, and no exception reaches the kernel log."""
     key = ex.state.key()
-    assert ex.w_other.value is None and ex.w_swap.disabled
+    assert ex.partner is None and ex.w_other.label == "(choose)" and ex.w_swap.disabled
     ex.w_swap.click()
     assert "ValueError: choose the object to swap with first" in ex.w_status.value
     assert "lavae-error" in ex.w_status.value and ex.state.key() == key
@@ -108,8 +108,8 @@ def test_bad_widget_input_shows_a_one_line_message_and_changes_nothing(ex):
 
 def test_swap_is_disabled_until_a_partner_is_chosen(ex):
     ex.w_obj.value = 0
-    assert ex.w_swap.disabled and ex.w_other.options[0] == ("(choose)", None)
-    assert 0 not in [v for _, v in ex.w_other.options], "an object cannot be swapped with itself"
+    assert ex.w_swap.disabled and ex.w_other.label == "(choose)"
+    assert "object 0" not in ex.w_other.options, "an object cannot be swapped with itself"
     z0, z1 = ex.state.z[0].clone(), ex.state.z[1].clone()
     ex.w_other.value = 1
     assert not ex.w_swap.disabled
@@ -120,7 +120,10 @@ def test_swap_is_disabled_until_a_partner_is_chosen(ex):
     ex.w_swap.click()  # swapping back gives the very same picture
     assert ex.w_recon.value == before
     ex.w_obj.value = 1  # the partner cannot stay the selected object itself
-    assert ex.w_other.value is None and ex.w_swap.disabled
+    assert ex.partner is None and ex.w_other.label == "(choose)" and ex.w_swap.disabled
+    ex.w_other.value = 0
+    ex.w_index.value = 1  # a new scene forgets the partner
+    assert ex.partner is None and ex.w_swap.disabled
 
 
 # ---------------------------------------------------------------- no value echo

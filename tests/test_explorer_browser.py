@@ -1,0 +1,302 @@
+"""The latent explorer as a person uses it: JupyterLab started on 127.0.0.1, notebooks/04_explorer
+opened in headless Chromium (Debian's ``chromium``, driven by Playwright from PyPI through
+``executable_path``; never ``playwright install``), run with *Run -> Run All Cells*, then the
+controls clicked and moved with keys. Each step checks the rendered reconstruction (the PNG the
+browser shows) and the status line; at the end JupyterLab's log console must be empty.
+
+It uses the shipped multi-MNIST-1k cpu model (seed 0) and its 7-object test split. .ci/run installs
+Chromium and Playwright; elsewhere the test is skipped, with the reason, when either is missing.
+Screenshots go to $LAVAE_BROWSER_SHOTS (default: the test's tmp folder).
+"""
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+NOTEBOOK = REPO_ROOT / "notebooks" / "04_explorer.ipynb"
+RUN_PARAMETERS = 'dataset = "multi-mnist-1k"\nprofile = "cpu"\nseed = 0\nsplit = "test7"\nsmoke = False\n'
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+TIMEOUT_MS = int(os.environ.get("LAVAE_BROWSER_TIMEOUT_MS", 120_000))
+
+
+def find_chromium() -> str | None:
+    """$LAVAE_CHROMIUM, else Debian's chromium on PATH."""
+    env = os.environ.get("LAVAE_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium found (install Debian's `chromium`, or set LAVAE_CHROMIUM): "
+                    "the real-browser explorer test needs it; .ci/run installs it")
+    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (`pip install playwright`; "
+                        ".ci/run installs it); the real-browser explorer test needs it")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, mnist_dir):
+    """A JupyterLab server on 127.0.0.1 serving a copy of 04_explorer with the run's parameters
+    appended to its parameters cell (as papermill injects them); yields (url, tmp folder)."""
+    run_name = "lavae_multi-mnist-1k_cpu_s0"
+    if not (REPO_ROOT / "checkpoints" / run_name / "weights.pt").exists():
+        pytest.skip(f"shipped checkpoint checkpoints/{run_name} missing")
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "notebooks"
+    root.mkdir()
+    nb = json.loads(NOTEBOOK.read_text())
+    params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(params) == 1, "04_explorer needs one cell tagged `parameters`"
+    params[0]["source"] = "".join(params[0]["source"]) + "\n# run by tests/test_explorer_browser.py\n" + RUN_PARAMETERS
+    (root / "explorer.ipynb").write_text(json.dumps(nb))
+    config = tmp / "config"
+    (config / "labconfig").mkdir(parents=True)
+    # no "receive Jupyter news?" pop-up over the notebook; no network
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    token, port = "lavae-test", _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_PREFER_ENV_PATH="1",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+               LAVAE_MNIST_DIR=str(mnist_dir), LAVAE_SMOKE="0", CI="", MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly"] + (["--allow-root"] if os.geteuid() == 0 else []),
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"JupyterLab did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield f"{url}/lab/tree/explorer.ipynb?token={token}", tmp
+    finally:
+        server.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+class Explorer:
+    """The explorer's controls on the page, found by their labels."""
+
+    def __init__(self, page, shots: Path):
+        self.page, self.shots, self.n_shots = page, shots, 0
+        self.root = page.locator(".lavae-explorer")
+
+    def control(self, kind: str, label: str):
+        return self.root.locator(f".widget-{kind}").filter(
+            has=self.page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(label)}$")))
+
+    def button(self, name: str):
+        return self.root.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))
+
+    def status(self) -> str:
+        return self.root.locator(".lavae-status, .lavae-error").inner_text()
+
+    def n(self) -> int:
+        return int(re.search(r"n = (\d+)", self.status()).group(1))
+
+    def recon(self) -> bytes:
+        """The PNG the browser shows as the reconstruction."""
+        b64 = self.page.evaluate("""async () => {
+            const img = document.querySelector('.lavae-explorer img.lavae-reconstruction');
+            const buf = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+            let s = ''; for (const b of buf) s += String.fromCharCode(b); return btoa(s); }""")
+        return base64.b64decode(b64)
+
+    def wait_for_new_picture(self, old: bytes, what: str) -> bytes:
+        """Wait until the reconstruction differs from ``old`` and stays the same for 1.5 s."""
+        deadline, last, since = time.time() + 60, None, time.time()
+        while time.time() < deadline:
+            now = self.recon()
+            if now != last:
+                last, since = now, time.time()
+            elif now != old and time.time() - since > 1.5:
+                return now
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"{what}: the reconstruction did not change")
+
+    def settle(self, seconds: float = 1.5) -> bytes:
+        """Wait until picture and status stay the same for ``seconds``."""
+        state, since, deadline = None, time.time(), time.time() + 60
+        while time.time() < deadline:
+            now = (self.recon(), self.status())
+            if now != state:
+                state, since = now, time.time()
+            elif time.time() - since > seconds:
+                return now[0]
+            self.page.wait_for_timeout(250)
+        raise AssertionError("the explorer did not settle")
+
+    def keys(self, kind: str, label: str, *keys: str) -> None:
+        """Click a slider's handle and press keys, as quickly as a person hammering them."""
+        handle = self.control(kind, label).locator(".noUi-handle")
+        handle.click()
+        for k in keys:
+            handle.press(k)
+
+    def shot(self, name: str) -> None:
+        self.n_shots += 1
+        self.root.screenshot(path=str(self.shots / f"{self.n_shots:02d}_{name}.png"))
+
+
+def _orange_centre(png: bytes) -> tuple[float, float]:
+    """(x, y) centre of the highlight colour on a picture: where the selected object is drawn."""
+    from PIL import Image
+    x = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    mask = (np.abs(x - np.array([255, 127, 14])) < 30).all(-1)
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 50, "no highlighted object on the reconstruction"
+    return xs.mean(), ys.mean()
+
+
+def test_the_explorer_in_a_real_browser(chromium, lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+    url, tmp = lab
+    shots = Path(os.environ.get("LAVAE_BROWSER_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1000})
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.locator(".jp-Notebook").wait_for()
+            kernel_idle = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\| Idle$"))
+            dialog = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+            kernel_idle.or_(dialog).first.wait_for()
+            if dialog.count():  # "Select Kernel": take the proposed Python 3 kernel, as a person would
+                dialog.click()
+            kernel_idle.wait_for()
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+            ui = Explorer(page, shots)
+            ui.root.wait_for()
+            kernel_idle.wait_for()
+            start = ui.settle()
+            ui.root.scroll_into_view_if_needed()
+            ui.shot("opened")
+            n0 = ui.n()
+            assert "test image 0" in ui.status() and n0 >= 3, ui.status()
+            assert ui.button("swap").is_disabled(), "swap must wait for a partner"
+            width = ui.root.locator("img.lavae-reconstruction").bounding_box()["width"]
+            assert width >= 300, f"the reconstruction is only {width:.0f} px wide"
+
+            # move object 0 right with the x slider's arrow keys: its box moves right, the rest stays
+            x0 = int(re.search(r"x=(\d+)", ui.status()).group(1))
+            steps = 6 if x0 + 6 < 64 else -6
+            key = "ArrowRight" if steps > 0 else "ArrowLeft"
+            ui.keys("slider", "x (column)", *[key] * abs(steps))
+            moved = ui.wait_for_new_picture(start, "moving object 0")
+            assert f"x={x0 + steps};" in ui.status(), ui.status()
+            (cx0, cy0), (cx1, cy1) = _orange_centre(start), _orange_centre(moved)
+            assert np.sign(cx1 - cx0) == np.sign(steps) and abs(cy1 - cy0) < 1, "object 0 did not move sideways"
+            ui.shot("moved")
+            ui.keys("slider", "x (column)", *[{"ArrowRight": "ArrowLeft", "ArrowLeft": "ArrowRight"}[key]] * abs(steps))
+            assert ui.wait_for_new_picture(moved, "moving object 0 back") == start, "moving back should restore the picture"
+
+            # appearance value: Home (-3.0), then 5 x PageUp (5 steps of 0.1 each) typed quickly -> -0.5
+            ui.keys("slider", "value", "Home", *["PageUp"] * 5)
+            ui.wait_for_new_picture(start, "changing the appearance value")
+            readout = ui.control("slider", "value").locator(".widget-readout").inner_text().replace("\u2212", "-")
+            assert readout == "-0.5" and "z[0] = -0.500" in ui.status(), (readout, ui.status())
+            edited = ui.settle()
+            # selecting another object and back must not change a latent: only the highlight moves
+            obj = ui.control("dropdown", "object").locator("select")
+            obj.select_option(label="object 1")
+            other = ui.wait_for_new_picture(edited, "selecting object 1")
+            obj.select_option(label="object 0")
+            assert ui.wait_for_new_picture(other, "selecting object 0") == edited
+            assert "z[0] = -0.500" in ui.status(), ui.status()
+            ui.shot("value")
+
+            # swap: enabled once a partner is chosen; swapping twice restores the picture
+            ui.control("dropdown", "swap with").locator("select").select_option(label="object 1")
+            ui.button("swap").and_(page.locator(":enabled")).wait_for()
+            ui.button("swap").click()
+            swapped = ui.wait_for_new_picture(edited, "swap")
+            assert ui.n() == n0
+            ui.shot("swapped")
+            ui.button("swap").click()
+            assert ui.wait_for_new_picture(swapped, "swap back") == edited, "swapping back should restore the picture"
+
+            # delete and add change n and the picture
+            ui.button("delete").click()
+            deleted = ui.wait_for_new_picture(edited, "delete")
+            assert ui.n() == n0 - 1, ui.status()
+            ui.shot("deleted")
+            ui.button("add").click()
+            ui.wait_for_new_picture(deleted, "add")
+            assert ui.n() == n0 and f"object {n0 - 1}" in ui.status(), ui.status()
+            added = ui.settle()
+            ui.shot("added")
+
+            # prior sample: never an empty scene, controls follow
+            ui.button("prior sample").click()
+            ui.wait_for_new_picture(added, "prior sample")
+            assert "prior sample" in ui.status() and ui.n() >= 1, ui.status()
+            assert ui.control("dropdown", "object").locator("select").input_value() == "object 0"
+            y, x = re.search(r"object 0 at y=(\d+), x=(\d+)", ui.status()).groups()
+            sliders = [ui.control("slider", s).locator(".widget-readout").inner_text() for s in ("y (row)", "x (column)")]
+            assert sliders == [y, x], f"stale sliders {sliders} for object 0 at y={y}, x={x}"
+            ui.shot("prior")
+
+            # nothing landed in JupyterLab's log console
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^View$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Show Log Console$")).click()
+            console = page.locator(".jp-LogConsolePanel")
+            console.wait_for()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / f"{ui.n_shots + 1:02d}_log_console.png"))
+            assert console.locator(".jp-OutputArea-child").count() == 0, \
+                f"the log console has messages: {console.inner_text()[:2000]}"
+            assert "No log messages." in console.inner_text(), console.inner_text()[:2000]
+        except BaseException:
+            page.screenshot(path=str(shots / "failure.png"))
+            raise
+        finally:
+            browser.close()
