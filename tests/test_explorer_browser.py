@@ -46,14 +46,24 @@ def find_chromium() -> str | None:
     return None
 
 
+def _missing(reason: str):
+    """Skip, or fail where the test must run (LAVAE_BROWSER_TEST=required, set by .ci/run)."""
+    if os.environ.get("LAVAE_BROWSER_TEST") == "required":
+        pytest.fail(f"{reason} (LAVAE_BROWSER_TEST=required)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def chromium():
     path = find_chromium()
     if path is None:
-        pytest.skip("no Chromium found (install Debian's `chromium`, or set LAVAE_CHROMIUM): "
-                    "the real-browser explorer test needs it; .ci/run installs it")
-    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (`pip install playwright`; "
-                        ".ci/run installs it); the real-browser explorer test needs it")
+        _missing("no Chromium found (install Debian's `chromium`, or set LAVAE_CHROMIUM to the browser): "
+                 "the real-browser explorer test needs it; .ci/run installs it")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("Playwright is not installed (`pip install playwright` into .venv; .ci/run installs it): "
+                 "the real-browser explorer test needs it")
     return path
 
 
