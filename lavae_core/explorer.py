@@ -335,6 +335,7 @@ class Explorer:
         self._new_scene = False       # a new scene forgets the "swap with" choice
         self._shown = None            # (scene key, selected) of the pictures on screen
         self.redraws = 0              # number of pictures rendered (for tests and curiosity)
+        self._panels = {}             # panel name -> (what it shows, PNG); used by the drawing thread only
 
         cfg = model.cfg
         size, L = cfg.image_size, cfg.latent_dim
@@ -511,6 +512,7 @@ class Explorer:
         st, i = self.state, self.selected
         if self.message:
             return f'<span class="lavae-error" style="color:#c62828"><b>{html.escape(self.message)}</b></span>'
+        busy = ' <i class="lavae-busy">(drawing...)</i>' if self._drawing else ""
         source = "prior sample" if st.image is None else f"test image {self.w_index.value}"
         if st.n == 0:
             what = ("the model found no objects here" if st.image is not None else "no objects") + \
@@ -519,7 +521,7 @@ class Explorer:
             r, c = st.locations[i].tolist()
             what = (f"selected: <b style='color:{HIGHLIGHT}'>object {i}</b> at y={r}, x={c}; "
                     f"z[{self.dim}] = {float(st.z[i, self.dim]):.3f}")
-        return f'<span class="lavae-status">{source}, <b>n = {st.n}</b>; {what}</span>'
+        return f'<span class="lavae-status">{source}, <b>n = {st.n}</b>; {what}{busy}</span>'
 
     def _redraw(self) -> None:
         """Bring controls and pictures up to date. One redraw at a time: a request that arrives
@@ -546,6 +548,7 @@ class Explorer:
                         self.redraws += 1
                     if not self._dirty:
                         self._drawing = False
+                        self._set(self.w_status, value=self._status_html())  # drawing done
                         return
         except Exception as e:  # noqa: BLE001 - shown, never sent to the log console
             with self._lock:
@@ -554,19 +557,40 @@ class Explorer:
                 self._set(self.w_status, value=self._status_html())
 
     def _render(self, st: SceneState, selected) -> tuple[bytes, bytes, bytes, bytes]:
-        """PNGs of input, reconstruction, locations (340 px squares) and the sprite strip."""
-        image, sprites = st.decode()
-        pics = []
-        for draw in (lambda ax: draw_input(ax, st), lambda ax: draw_reconstruction(ax, st, image, selected),
-                     lambda ax: draw_locations(ax, st, selected)):
+        """PNGs of input, reconstruction, locations (340 px squares) and the sprite strip. A panel
+        whose inputs did not change is not drawn again (moving an object leaves input and sprites)."""
+        locs, z = tuple(st.locations.flatten().tolist()), st.z.numpy().tobytes()
+        keys = {"input": None if st.image is None else st.image.numpy().tobytes(),
+                "recon": (locs, z, selected), "locs": (locs, selected), "sprites": (z, selected)}
+        decoded = []
+
+        def decode():
+            if not decoded:
+                decoded.extend(st.decode())
+            return decoded
+
+        def square(draw):
             fig = _figure(3.4, 3.4)
             draw(fig.add_axes([0.02, 0.02, 0.96, 0.9]))
-            pics.append(png_bytes(fig))
-        M = st.cfg.max_objects
-        fig = _figure(10.2, 1.35)
-        draw_sprites([fig.add_axes([j / M + 0.005, 0.02, 1 / M - 0.01, 0.78]) for j in range(M)],
-                     st, sprites, selected)
-        pics.append(png_bytes(fig))
+            return png_bytes(fig)
+
+        def strip():
+            M = st.cfg.max_objects
+            fig = _figure(10.2, 1.35)
+            draw_sprites([fig.add_axes([j / M + 0.005, 0.02, 1 / M - 0.01, 0.78]) for j in range(M)],
+                         st, decode()[1], selected)
+            return png_bytes(fig)
+
+        makers = {"input": lambda: square(lambda ax: draw_input(ax, st)),
+                  "recon": lambda: square(lambda ax: draw_reconstruction(ax, st, decode()[0], selected)),
+                  "locs": lambda: square(lambda ax: draw_locations(ax, st, selected)),
+                  "sprites": strip}
+        pics = []
+        for name, key in keys.items():
+            cached = self._panels.get(name)
+            if cached is None or cached[0] != key:
+                self._panels[name] = cached = (key, makers[name]())
+            pics.append(cached[1])
         return tuple(pics)
 
     def figure(self, title: str | None = None):

@@ -85,9 +85,10 @@ def test_every_bad_scene_edit_is_a_one_line_error(model, images, edit, error, ma
     ((None,), ValueError, "images is empty"),
     (("images", 4), IndexError, r"image 4 does not exist: there are 4 images \(0\.\.3\)"),
     (("images", "0"), TypeError, "index must be an integer"),
+    ((np.zeros((2, 64, 64)),), ValueError, r"image must have shape \(1, 64, 64\) for this model, got \(64, 64\)"),
 ])
 def test_bad_explorer_arguments_are_one_line_errors(model, images, args, error, match):
-    args = tuple(images if a == "images" else a for a in args)
+    args = tuple(images if isinstance(a, str) and a == "images" else a for a in args)
     with pytest.raises(error, match=match) as info:
         Explorer(model, *args)
     assert "\n" not in str(info.value)

@@ -128,12 +128,13 @@ def lab(tmp_path_factory, mnist_dir):
         log.close()
 
 
-class Explorer:
+class ExplorerPage:
     """The explorer's controls on the page, found by their labels."""
 
     def __init__(self, page, shots: Path):
         self.page, self.shots, self.n_shots = page, shots, 0
         self.root = page.locator(".lavae-explorer")
+        self._src, self._png = None, b""
 
     def control(self, kind: str, label: str):
         return self.root.locator(f".widget-{kind}").filter(
@@ -149,36 +150,50 @@ class Explorer:
         return int(re.search(r"n = (\d+)", self.status()).group(1))
 
     def recon(self) -> bytes:
-        """The PNG the browser shows as the reconstruction."""
-        b64 = self.page.evaluate("""async () => {
-            const img = document.querySelector('.lavae-explorer img.lavae-reconstruction');
-            const buf = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-            let s = ''; for (const b of buf) s += String.fromCharCode(b); return btoa(s); }""")
-        return base64.b64decode(b64)
+        """The PNG the browser shows as the reconstruction (fetched again only when its blob changed)."""
+        src = self.root.locator("img.lavae-reconstruction").get_attribute("src")
+        if src != self._src:
+            from playwright.sync_api import Error
+            try:
+                b64 = self.page.evaluate("""async (src) => {
+                    const buf = new Uint8Array(await (await fetch(src)).arrayBuffer());
+                    let s = ''; for (let i = 0; i < buf.length; i += 8192)
+                        s += String.fromCharCode.apply(null, buf.subarray(i, i + 8192));
+                    return btoa(s); }""", src)
+            except Error:  # the blob was replaced (and revoked) meanwhile: read the new one next time
+                return self._png
+            self._src, self._png = src, base64.b64decode(b64)
+        return self._png
 
-    def wait_for_new_picture(self, old: bytes, what: str) -> bytes:
-        """Wait until the reconstruction differs from ``old`` and stays the same for 1.5 s."""
-        deadline, last, since = time.time() + 60, None, time.time()
-        while time.time() < deadline:
-            now = self.recon()
-            if now != last:
-                last, since = now, time.time()
-            elif now != old and time.time() - since > 1.5:
-                return now
-            self.page.wait_for_timeout(250)
-        raise AssertionError(f"{what}: the reconstruction did not change")
+    def idle(self) -> bool:
+        """No redraw running (the status line says "(drawing...)" while one runs)."""
+        return self.root.locator(".lavae-busy").count() == 0
 
-    def settle(self, seconds: float = 1.5) -> bytes:
-        """Wait until picture and status stay the same for ``seconds``."""
-        state, since, deadline = None, time.time(), time.time() + 60
-        while time.time() < deadline:
-            now = (self.recon(), self.status())
-            if now != state:
-                state, since = now, time.time()
-            elif time.time() - since > seconds:
-                return now[0]
-            self.page.wait_for_timeout(250)
-        raise AssertionError("the explorer did not settle")
+    def wait(self, what: str, changed_from: bytes | None = None, equals: bytes | None = None,
+             text: str | None = None, quiet: float = 0.6) -> bytes:
+        """Wait until the explorer is idle, its status shows ``text``, its reconstruction differs
+        from ``changed_from`` / equals ``equals``, and all that holds for ``quiet`` seconds (so
+        that events still on their way to the kernel have arrived); returns the picture."""
+        t0 = time.time()
+        deadline, last, since = t0 + TIMEOUT_MS / 1000, None, 0.0
+        while True:
+            status, idle = self.status(), self.idle()
+            pic = self.recon()
+            ok = (idle and (text is None or text in status) and (changed_from is None or pic != changed_from)
+                  and (equals is None or pic == equals))
+            if not ok:
+                last = None
+            elif (pic, status) != last:
+                last, since = (pic, status), time.time()
+            elif time.time() - since >= quiet:
+                print(f"[browser] {what}: {time.time() - t0:.1f} s")
+                return pic
+            if time.time() > deadline:
+                raise AssertionError(
+                    f"{what}: gave up waiting; status {status!r}, idle {idle}, picture "
+                    + ("unchanged" if changed_from is not None and pic == changed_from else
+                       "not the expected one" if equals is not None and pic != equals else "as expected"))
+            self.page.wait_for_timeout(300)
 
     def keys(self, kind: str, label: str, *keys: str) -> None:
         """Click a slider's handle and press keys, as quickly as a person hammering them."""
@@ -224,71 +239,75 @@ def test_the_explorer_in_a_real_browser(chromium, lab, tmp_path):
             kernel_idle.wait_for()
             page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
             page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-            ui = Explorer(page, shots)
+            ui = ExplorerPage(page, shots)
             ui.root.wait_for()
             kernel_idle.wait_for()
-            start = ui.settle()
+            start = ui.wait("opening the explorer", text="test image 0")
             ui.root.scroll_into_view_if_needed()
             ui.shot("opened")
             n0 = ui.n()
-            assert "test image 0" in ui.status() and n0 >= 3, ui.status()
+            assert n0 >= 3, ui.status()
             assert ui.button("swap").is_disabled(), "swap must wait for a partner"
             width = ui.root.locator("img.lavae-reconstruction").bounding_box()["width"]
             assert width >= 300, f"the reconstruction is only {width:.0f} px wide"
 
-            # move object 0 right with the x slider's arrow keys: its box moves right, the rest stays
+            # move object 0 sideways with the x slider's arrow keys: its orange box moves sideways
             x0 = int(re.search(r"x=(\d+)", ui.status()).group(1))
             steps = 6 if x0 + 6 < 64 else -6
-            key = "ArrowRight" if steps > 0 else "ArrowLeft"
+            key, back = ("ArrowRight", "ArrowLeft") if steps > 0 else ("ArrowLeft", "ArrowRight")
             ui.keys("slider", "x (column)", *[key] * abs(steps))
-            moved = ui.wait_for_new_picture(start, "moving object 0")
-            assert f"x={x0 + steps};" in ui.status(), ui.status()
+            moved = ui.wait("moving object 0", changed_from=start, text=f"x={x0 + steps};")
             (cx0, cy0), (cx1, cy1) = _orange_centre(start), _orange_centre(moved)
             assert np.sign(cx1 - cx0) == np.sign(steps) and abs(cy1 - cy0) < 1, "object 0 did not move sideways"
             ui.shot("moved")
-            ui.keys("slider", "x (column)", *[{"ArrowRight": "ArrowLeft", "ArrowLeft": "ArrowRight"}[key]] * abs(steps))
-            assert ui.wait_for_new_picture(moved, "moving object 0 back") == start, "moving back should restore the picture"
+            ui.keys("slider", "x (column)", *[back] * abs(steps))
+            ui.wait("moving object 0 back restores the picture", equals=start, text=f"x={x0};")
 
             # appearance value: Home (-3.0), then 5 x PageUp (5 steps of 0.1 each) typed quickly -> -0.5
             ui.keys("slider", "value", "Home", *["PageUp"] * 5)
-            ui.wait_for_new_picture(start, "changing the appearance value")
+            edited = ui.wait("changing the appearance value", changed_from=start, text="z[0] = -0.500")
             readout = ui.control("slider", "value").locator(".widget-readout").inner_text().replace("\u2212", "-")
-            assert readout == "-0.5" and "z[0] = -0.500" in ui.status(), (readout, ui.status())
-            edited = ui.settle()
+            assert readout == "-0.5", readout
             # selecting another object and back must not change a latent: only the highlight moves
             obj = ui.control("dropdown", "object").locator("select")
             obj.select_option(label="object 1")
-            other = ui.wait_for_new_picture(edited, "selecting object 1")
+            ui.wait("selecting object 1", changed_from=edited, text="object 1 at")
             obj.select_option(label="object 0")
-            assert ui.wait_for_new_picture(other, "selecting object 0") == edited
-            assert "z[0] = -0.500" in ui.status(), ui.status()
+            ui.wait("selecting object 0 again", equals=edited, text="z[0] = -0.500")
             ui.shot("value")
 
             # swap: enabled once a partner is chosen; swapping twice restores the picture
             ui.control("dropdown", "swap with").locator("select").select_option(label="object 1")
             ui.button("swap").and_(page.locator(":enabled")).wait_for()
             ui.button("swap").click()
-            swapped = ui.wait_for_new_picture(edited, "swap")
-            assert ui.n() == n0
+            swapped = ui.wait("swap", changed_from=edited, text=f"n = {n0};")
             ui.shot("swapped")
             ui.button("swap").click()
-            assert ui.wait_for_new_picture(swapped, "swap back") == edited, "swapping back should restore the picture"
+            ui.wait("swapping back restores the picture", equals=edited)
+            # a burst of clicks and key presses that undoes itself, sent without waiting for the
+            # kernel: no event may be lost, and the last picture must be the first one again
+            ui.button("swap").click()
+            ui.keys("slider", "x (column)", *[key] * 3)
+            ui.button("swap").click()
+            ui.keys("slider", "y (row)", "ArrowUp", "ArrowUp")
+            ui.keys("slider", "x (column)", *[back] * 3)
+            ui.keys("slider", "y (row)", "ArrowDown", "ArrowDown")
+            ui.wait("a burst of edits that cancel out", equals=edited, quiet=2.0)
 
             # delete and add change n and the picture
             ui.button("delete").click()
-            deleted = ui.wait_for_new_picture(edited, "delete")
-            assert ui.n() == n0 - 1, ui.status()
+            deleted = ui.wait("delete", changed_from=edited, text=f"n = {n0 - 1};")
+            assert swapped != deleted
             ui.shot("deleted")
             ui.button("add").click()
-            ui.wait_for_new_picture(deleted, "add")
-            assert ui.n() == n0 and f"object {n0 - 1}" in ui.status(), ui.status()
-            added = ui.settle()
+            added = ui.wait("add", changed_from=deleted, text=f"n = {n0};")
+            assert f"object {n0 - 1}" in ui.status(), "the added object should be selected"
             ui.shot("added")
 
-            # prior sample: never an empty scene, controls follow
+            # prior sample: never an empty scene, and the controls follow it
             ui.button("prior sample").click()
-            ui.wait_for_new_picture(added, "prior sample")
-            assert "prior sample" in ui.status() and ui.n() >= 1, ui.status()
+            ui.wait("prior sample", changed_from=added, text="prior sample")
+            assert ui.n() >= 1, ui.status()
             assert ui.control("dropdown", "object").locator("select").input_value() == "object 0"
             y, x = re.search(r"object 0 at y=(\d+), x=(\d+)", ui.status()).groups()
             sliders = [ui.control("slider", s).locator(".widget-readout").inner_text() for s in ("y (row)", "x (column)")]
