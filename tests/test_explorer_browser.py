@@ -93,6 +93,10 @@ def lab(tmp_path_factory, mnist_dir):
     # no "receive Jupyter news?" pop-up over the notebook; no network
     (config / "labconfig" / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    # start the notebook's Python 3 kernel without asking (as ticking "Always start the preferred kernel")
+    tracker = tmp / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"autoStartDefaultKernel": True}))
     token, port = "lavae-test", _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
@@ -197,14 +201,18 @@ class ExplorerPage:
 
     def keys(self, kind: str, label: str, *keys: str) -> None:
         """Click a slider's handle and press keys, as quickly as a person hammering them."""
+        t0 = time.time()
         handle = self.control(kind, label).locator(".noUi-handle")
         handle.click()
         for k in keys:
-            handle.press(k)
+            self.page.keyboard.press(k)
+        print(f"[browser] {len(keys)} keys on {label}: {time.time() - t0:.1f} s")
 
     def shot(self, name: str) -> None:
+        t0 = time.time()
         self.n_shots += 1
         self.root.screenshot(path=str(self.shots / f"{self.n_shots:02d}_{name}.png"))
+        print(f"[browser] screenshot {name}: {time.time() - t0:.1f} s")
 
 
 def _orange_centre(png: bytes) -> tuple[float, float]:
@@ -229,12 +237,14 @@ def test_the_explorer_in_a_real_browser(chromium, lab, tmp_path):
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
+            t0 = time.time()
             page.goto(url)
             page.locator(".jp-Notebook").wait_for()
             kernel_idle = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\| Idle$"))
             dialog = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
             kernel_idle.or_(dialog).first.wait_for()
-            if dialog.count():  # "Select Kernel": take the proposed Python 3 kernel, as a person would
+            page.wait_for_timeout(500)
+            if dialog.count():  # "Select Kernel" despite the setting: take the proposed Python 3 kernel
                 dialog.click()
             kernel_idle.wait_for()
             page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
@@ -242,6 +252,7 @@ def test_the_explorer_in_a_real_browser(chromium, lab, tmp_path):
             ui = ExplorerPage(page, shots)
             ui.root.wait_for()
             kernel_idle.wait_for()
+            print(f"[browser] JupyterLab opened and the notebook run: {time.time() - t0:.1f} s")
             start = ui.wait("opening the explorer", text="test image 0")
             ui.root.scroll_into_view_if_needed()
             ui.shot("opened")
