@@ -157,10 +157,11 @@ def provenance(wall_s: float, model) -> dict:
 
 
 def describe(cfg, ckpt: dict) -> dict:
-    """What a record says about the checkpoint it was computed from."""
+    """What a record says about the checkpoint it was computed from; "config" is the config as the
+    checkpoint stores it (fields added to Config since are absent, not filled in)."""
     return {"model": cfg.model, "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed,
             "step": int(ckpt["step"]), "train_wall_s": float(ckpt.get("wall_s", float("nan"))),
-            "trained_on": ckpt.get("hardware", "?"), "config": cfg.to_dict()}
+            "trained_on": ckpt.get("hardware", "?"), "config": dict(ckpt["config"])}
 
 
 def evaluate_checkpoint(path, bound: dict | None = BOUND_PARAMS, count: dict | None = COUNT_PARAMS,

@@ -34,6 +34,7 @@ PAPER_TABLE1 = {
     "multi-mnist-10k": {"lavae": (60.4, 2.8, ">= 99.7%"), "baseline": (64.6, 0.8, None)},
     "multi-dsprites": {"lavae": (43.9, 1.0, ">= 99.9%"), "baseline": (45.8, 0.7, None)},
 }
+NO_FIELD = "no such field"   # today's side of a stored field that Config no longer has
 # Fields that do not change what a run learns: not part of its recipe.
 BOOKKEEPING = ("log_every", "eval_every", "eval_images", "ckpt_every")
 # Smoke scale (CI): seconds, on in-memory data.
@@ -54,7 +55,7 @@ def recipe_diff(record: dict) -> dict:
     fields = recipe_fields(record["model"])
     diff = {k: (full[k], v) for k, v in today.items()
             if k in fields and k not in BOOKKEEPING and full[k] != v}
-    diff.update({k: (v, None) for k, v in stored.items() if k not in names})
+    diff.update({k: (v, NO_FIELD) for k, v in stored.items() if k not in names})
     return diff
 
 
@@ -204,13 +205,14 @@ def table1_markdown(rows, missing=(), unevaluated=()) -> str:
     if rows:
         r = rows[0]
         n_count = next((x["n_count"] for x in rows if x.get("n_count")), None)
+        counted = f"count accuracy over {n_count} images per split; " if n_count else ""
         lines.append(f"\nBound: K = {r['k']} importance samples, mean over the first {r['n_bound_test']} test "
-                     f"images ({r['n_bound_test7']} for 7 objects); count accuracy over "
-                     f"{n_count or '—'} images per split; ± is the standard deviation over seeds; floor: "
+                     f"images ({r['n_bound_test7']} for 7 objects); {counted}± is the standard deviation over "
+                     "seeds; floor: "
                      "-log p(x) of the generating process on the bound's test images. Each number comes "
                      "from the checkpoint's evaluation record (checkpoints/<run>/eval.json).")
     for i, r in enumerate(notes, 1):
-        diff = ", ".join(f"{k} = {old} (today {new})" for k, (old, new) in r["recipe_diff"].items())
+        diff = ", ".join(f"{k} = {old} (today: {new})" for k, (old, new) in r["recipe_diff"].items())
         lines.append(f"\n†{i} Trained with an earlier `{r['profile']}` recipe: {diff}.")
     if missing:
         lines.append(f"\nNot trained yet: {', '.join(missing)}.")

@@ -66,7 +66,10 @@ def test_a_checkpoint_of_an_earlier_recipe_gets_its_own_marked_row():
     md = table1_markdown(rows)
     line = next(x for x in md.splitlines() if "200.0" in x)
     assert "| cpu, earlier †1 |" in line
-    assert "†1 Trained with an earlier `cpu` recipe: warmup_steps = 123 (today " in md
+    assert "†1 Trained with an earlier `cpu` recipe: warmup_steps = 123 (today: " in md
+    gone = _record(seed=2)
+    gone["config"]["old_option"] = True          # a field Config no longer has
+    assert recipe_diff(gone) == {"old_option": (True, "no such field")}
     assert "| earlier | 1 |" in per_seed_markdown(rows)
 
 
