@@ -4,7 +4,8 @@
 #   bash scripts/gpu_lease.sh                      # on the GPU machine (the device tool's `run`)
 #   bash scripts/gpu_lease.sh --unpack DIR         # here, afterwards: DIR = the files that came back
 #
-# In order, within --budget-minutes (default 8.5: a 10-minute command with time to spare):
+# In order, within --budget-minutes (default 7: a lease has 15 device minutes, start-up included,
+# and a command at most 10; this leaves time to rerun after an early failure):
 #   1. benchmark: eager and fast training steps side by side (scripts/benchmark.py --steps-only),
 #      paper profile, batch 64, -> $OUT/benchmark_gpu_fast.json; the fastest variant (warm-up
 #      phase) becomes the runs' execution switches (static_slots, compile, bf16), unless --speed;
@@ -33,7 +34,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-budget=8.5 profile=paper seed=0 steps="" eval_images=500 k=100 bench=1 speed="" extra=""
+budget=7 profile=paper seed=0 steps="" eval_images=500 k=100 bench=1 speed="" extra=""
 bench_steps=10 peak=989 state=gpu_runs out="${OUT:-lease_out}" unpack=""
 runs="lavae:multi-mnist-1k baseline:multi-mnist-1k lavae:multi-dsprites baseline:multi-dsprites lavae:multi-mnist-10k baseline:multi-mnist-10k"
 variants="eager static static+bf16 static+bf16+compile static+bf16+reduce-overhead"
@@ -166,7 +167,7 @@ done
 # ---- 3. evaluate, 4. pack --------------------------------------------------------------------
 for run in "${touched[@]}"; do
     dir="$state/$run" src="$state/$run/checkpoint.pt"
-    [ -e "$src" ] || src="checkpoints/$run"
+    [ -e "$src" ] || src="checkpoints/$run/weights.pt"   # finished: shipped, full checkpoint dropped
     say "evaluate $run ($src)"
     timeout 120 "$PYTHON" -m lavae_core.evaluate "$src" --n-images "$eval_images" --k "$k" \
         --out "$dir/eval.json" > /dev/null 2>> "$log" || say "evaluation of $run failed"
