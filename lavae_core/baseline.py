@@ -69,19 +69,24 @@ class ConvVAE(nn.Module):
             dec.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
         dec.append(nn.Conv2d(width, in_ch, 3, padding=1))
         self.decoder = nn.Sequential(*dec)
+        self.bf16 = False  # bf16 autocast of the nets while training (cfg.bf16, issue 9)
 
     @classmethod
     def baseline(cls, cfg) -> "ConvVAE":
         """The paper's baseline: latents d_VAE/64 x 8 x 8."""
         if cfg.vae_latents % 64:
             raise ValueError(f"vae_latents must be a multiple of 64, got {cfg.vae_latents}")
-        return cls(cfg.channels, cfg.vae_width, cfg.vae_latents // 64, 8, cfg.image_size)
+        vae = cls(cfg.channels, cfg.vae_width, cfg.vae_latents // 64, 8, cfg.image_size)
+        vae.bf16 = bool(cfg.bf16)
+        return vae
 
     @classmethod
     def auxiliary(cls, cfg) -> "ConvVAE":
         """LAVAE's warm-up VAE: 3 residual blocks, downsampling between them, 8 x 11 x 11 latents."""
-        return cls(cfg.channels, cfg.aux_width, cfg.aux_latent_channels, cfg.aux_latent_size,
-                   cfg.image_size, stem_stride=1, blocks=3, down_after=(0, 1))
+        vae = cls(cfg.channels, cfg.aux_width, cfg.aux_latent_channels, cfg.aux_latent_size,
+                  cfg.image_size, stem_stride=1, blocks=3, down_after=(0, 1))
+        vae.bf16 = bool(cfg.bf16)
+        return vae
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)
@@ -91,11 +96,19 @@ class ConvVAE(nn.Module):
         """Bernoulli logits of the image."""
         return self.decoder(z)
 
-    def loss_terms(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """Per-image negative beta-ELBO terms (analytic KL) and the location-wise KL map."""
-        mu, logvar = self.encode(x)
+    def loss_terms(self, x: torch.Tensor, beta=1.0) -> dict[str, torch.Tensor]:
+        """Per-image negative beta-ELBO terms (analytic KL) and the location-wise KL map.
+
+        ``beta`` may be a 0-dim tensor (torch.compile). With ``bf16`` (training only) the nets run
+        under bf16 autocast and their outputs are cast back to x's dtype (float32) before the likelihood and KL."""
+        amp = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16 and self.training)
+        with amp:
+            mu, logvar = self.encode(x)
+        mu, logvar = mu.to(x.dtype), logvar.to(x.dtype)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = -bernoulli_log_lik(self.decode(z), x)
+        with amp:
+            logits = self.decode(z)
+        recon = -bernoulli_log_lik(logits.to(x.dtype), x)
         kl_map = gaussian_kl(mu, logvar).sum(1, keepdim=True)  # (B, 1, h, w)
         kl = kl_map.flatten(1).sum(1)
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl),

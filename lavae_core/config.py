@@ -77,6 +77,18 @@ class Config:
     eval_images: int = 500             # held-out images for the count accuracy in metrics.csv
     ckpt_every: int = 2000
     channels_last: bool = True
+    # ---- execution of a training step (issue 9): none changes the model or the ELBO; a run may
+    # ---- resume with other values (then bit-exact resume is not promised). Measurements:
+    # ---- results/benchmark_cpu_fast.json (CPU) and results/benchmark_gpu_fast.json (GPU).
+    static_slots: bool | None = None   # M object slots every step, absent ones masked
+                                       # arithmetically: no host sync, fixed shapes. None: on CUDA
+                                       # only (on 1 CPU thread it is ~2x slower, see the README)
+    compile: str | None = None         # torch.compile mode of the loss ("default",
+                                       # "reduce-overhead" = CUDA graphs, "max-autotune"); None:
+                                       # eager. Off by default until a GPU lease measures it
+    bf16: bool = False                 # bf16 autocast for the nets while training (sampling,
+                                       # rendering, likelihood and KLs stay float32); GPU only
+    tf32: bool = True                  # TF32 matmuls/convs on CUDA (PyTorch's conv default)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

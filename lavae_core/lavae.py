@@ -49,8 +49,9 @@ def f_count(h_loc: torch.Tensor, threshold: float, window: int, max_objects: int
 TAKEN = -1e4  # logit of an already drawn location: finite, so q log q and its gradient stay 0
 
 
-def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None = None,
-                               generator: torch.Generator | None = None):
+def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
+                               generator: torch.Generator | None = None,
+                               noise: torch.Tensor | None = None):
     """Eq. 8 and 11: k sequential draws from Cat(softmax(logits)) without replacement.
 
     After each draw the chosen location's logit is set to a large negative value (``TAKEN``),
@@ -62,6 +63,11 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None =
     Returns idx (B, k) long, y (B, k, D) float or None, log_q (B, k): log b^(i)[idx_i], and
     neg_entropy (B, k): sum_d b^(i)_d log b^(i)_d, the analytic E[log q(z_loc^(i) | z_loc^(<i))]
     given the earlier draws (see :meth:`LAVAE.loss_terms`).
+
+    ``noise`` (at least (k, B, D) uniforms in (0, 1)) replaces the per-draw ``torch.rand``: the
+    training step draws it once for all M slots, so that its eager and static-slot versions
+    consume the same random numbers. ``tau`` may be a float or a 0-dim tensor (no recompilation
+    when it is annealed under torch.compile). Nothing here reads a value back to the host.
     """
     b, d = logits.shape
     if k > d:
@@ -70,7 +76,11 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None =
     idx, ys, log_q, neg_ent = [], [], [], []
     for _ in range(k):
         lg = logits.masked_fill(taken, TAKEN)
-        u = torch.rand(b, d, generator=generator, device="cpu" if generator is not None else logits.device)
+        if noise is not None:
+            u = noise[len(idx)]
+        else:
+            u = torch.rand(b, d, generator=generator,
+                           device="cpu" if generator is not None else logits.device)
         g = -torch.log(-torch.log(u.to(logits.device).clamp(1e-10, 1 - 1e-7)))
         i = (lg + g).argmax(1)
         lq = lg.log_softmax(1)
@@ -86,6 +96,68 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau: float | None =
                 empty)
     return (torch.stack(idx, 1), torch.stack(ys, 1) if tau is not None else None,
             torch.stack(log_q, 1), torch.stack(neg_ent, 1))
+
+
+class _SampleWeights:
+    """Holder of the per-sample weights (N,) that :class:`MaskedBatchNorm2d` layers read; None
+    outside a static-slot training step. A plain object (not a module or buffer): nothing is saved."""
+    value: torch.Tensor | None = None
+
+
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose training statistics see only the samples of weight 1 (issue 9).
+
+    With ``holder.value`` None, or in eval mode, this is exactly ``nn.BatchNorm2d``. With weights
+    w (N,) in {0, 1} the batch mean and (biased) variance are those of the samples with w = 1, and
+    the running statistics are updated as ``nn.BatchNorm2d`` would on that sub-batch (unbiased
+    variance, momentum); with no such sample they are left alone. So f_sprite run on all B x M
+    slots of a static step, absent slots weighted 0, matches f_sprite run on the present objects
+    alone (the eager step's boolean indexing) in its output for them, in every gradient, and in
+    its running statistics (tests/test_lavae.py). Same parameters and buffers: state_dicts are
+    unchanged. Absent samples are normalised with the present ones' statistics and must be
+    discarded by the caller (LAVAE.render multiplies them by 0).
+    """
+
+    holder: _SampleWeights | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.holder.value if self.holder is not None else None
+        if w is None or not self.training:
+            return super().forward(x)
+        keep = (w > 0)[:, None, None, None]
+        per = x.shape[2] * x.shape[3]
+        n = w.sum() * per                                   # values per channel in the sub-batch
+        n1 = n.clamp(min=1.0)
+        xs = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        mean = xs.sum((0, 2, 3)) / n1
+        xc = x - mean[None, :, None, None]
+        var = torch.where(keep, xc, torch.zeros((), dtype=x.dtype, device=x.device)).pow(2).sum((0, 2, 3)) / n1
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                any_ = n > 0
+                self.num_batches_tracked.add_(any_.long())
+                mom = self.momentum if self.momentum is not None else \
+                    1.0 / self.num_batches_tracked.clamp(min=1).to(x.dtype)
+                unbiased = var.detach() * n / (n - 1).clamp(min=1.0)
+                self.running_mean.copy_(torch.where(any_, torch.lerp(self.running_mean, mean.detach(), mom),
+                                                    self.running_mean))
+                self.running_var.copy_(torch.where(any_, torch.lerp(self.running_var, unbiased, mom),
+                                                   self.running_var))
+        y = xc * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def use_masked_batch_norm(module: nn.Module) -> _SampleWeights:
+    """Turn every ``nn.BatchNorm2d`` inside ``module`` into a :class:`MaskedBatchNorm2d` (in place,
+    same parameters and buffers) sharing one weights holder, which is returned."""
+    holder = _SampleWeights()
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = MaskedBatchNorm2d
+            m.holder = holder
+    return holder
 
 
 class SpriteDecoder(nn.Module):
@@ -138,6 +210,8 @@ class LAVAE(nn.Module):
                                      conv_act_bn(w, w), nn.Conv2d(w, 1, 3, padding=1))
         self.prior_n_logits = nn.Parameter(torch.zeros(cfg.max_objects + 1))  # a of Eq. 2
         self.sprite = SpriteDecoder(L, cfg.dec_width, cfg.dec_base, cfg.sprite_size, c)
+        # static-slot steps run f_sprite on all slots; its batch norms see present objects only
+        self._sprite_weights = use_masked_batch_norm(self.sprite)
         self.aux = ConvVAE.auxiliary(cfg)  # warm-up only (App. B)
 
     # ---------------------------------------------------------------- parameter groups
@@ -151,6 +225,13 @@ class LAVAE(nn.Module):
     @property
     def D(self) -> int:
         return self.cfg.image_size ** 2
+
+    def autocast(self, x: torch.Tensor):
+        """bf16 autocast for the convolutional nets while training with ``cfg.bf16`` (issue 9);
+        callers cast the nets' outputs back to the input's dtype (float32), so sampling, rendering, the likelihood and
+        every KL are computed in float32. Evaluation always runs in float32."""
+        return torch.autocast(x.device.type, dtype=torch.bfloat16,
+                              enabled=bool(self.cfg.bf16) and self.training)
 
     def check_input(self, x: torch.Tensor) -> None:
         c, s = self.cfg.channels, self.cfg.image_size
@@ -170,7 +251,9 @@ class LAVAE(nn.Module):
         target is annealed away.
         """
         x = self._prepare(x)
-        return self.app_net(x), self._h_loc(x)
+        with self.autocast(x):
+            h_app = self.app_net(x)
+        return h_app.to(x.dtype), self._h_loc(x)
 
     def infer_loc(self, x: torch.Tensor) -> torch.Tensor:
         """h_loc alone, as :meth:`infer_maps` computes it: all that f_count needs (half the cost)."""
@@ -181,7 +264,9 @@ class LAVAE(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def _h_loc(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.loc_net(x)[:, 0]
+        with self.autocast(x):
+            raw = self.loc_net(x)[:, 0]
+        raw = raw.to(x.dtype)
         return self.cfg.gamma * (raw - raw.flatten(1).median(1).values[:, None, None])
 
     def count(self, h_loc: torch.Tensor):
@@ -204,8 +289,24 @@ class LAVAE(nn.Module):
         s, c = self.cfg.sprite_size, self.cfg.channels
         sprites = z.new_zeros(b, k, c, s, s)
         if mask.any():
-            sprites[mask] = self.sprite(z[mask])
+            with self.autocast(z):
+                sprites[mask] = self.sprite(z[mask]).to(z.dtype)
         return sprites
+
+    def decode_sprites_static(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """f_sprite on every slot, with static shapes (issue 9): z (B, K, L), mask (B, K) ->
+        (B, K, C, S, S). Absent slots' sprites are garbage (finite) and must be masked out, as
+        :meth:`render` does; the batch norms' statistics see the present objects only
+        (:class:`MaskedBatchNorm2d`), so present sprites, gradients and running statistics equal
+        :meth:`decode_sprites`'."""
+        b, k, latent = z.shape
+        self._sprite_weights.value = mask.reshape(b * k).to(z.dtype)
+        try:
+            with self.autocast(z):
+                sprites = self.sprite(z.reshape(b * k, latent)).to(z.dtype)
+        finally:
+            self._sprite_weights.value = None
+        return sprites.view(b, k, *sprites.shape[1:])
 
     def render(self, sprites: torch.Tensor, where: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 4: lambda = sum_i f_sprite(z_app^(i)) * z_loc^(i), each sprite centred on its location.
@@ -256,8 +357,9 @@ class LAVAE(nn.Module):
         return self.render(sprites, self.locations_to_index(locations), mask), sprites
 
     # ---------------------------------------------------------------- the ELBO (Eq. 6, App. A)
-    def loss_terms(self, x: torch.Tensor, tau: float, p_force_one: float = 0.0,
-                   aux_weight: float = 0.0, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss_terms(self, x: torch.Tensor, tau, p_force_one=0.0, aux_weight=0.0,
+                   kl_weight: float = 1.0, static: bool | None = None,
+                   aux: bool | None = None) -> dict[str, torch.Tensor]:
         """Per-image terms of the negative ELBO, training version (relaxed locations).
 
         -ELBO = recon + kl_app + kl_loc + kl_n (Appendix A):
@@ -281,43 +383,65 @@ class LAVAE(nn.Module):
         (bilinearly up-sampled to D, times ``cfg.aux_target_scale``, no gradient into it; with
         ``cfg.aux_target_centred`` measured from its per-image median, as h_loc is). Only the
         squared distance is "linearly annealed to 0".
+
+        Two executions of the same function (issue 9). Eager (``static`` False): K = max n over
+        the batch slots and f_sprite on the present objects (boolean indexing): one host read per
+        step (K), few wasted slots; the CPU default. Static (``static`` True): always K = M
+        slots, absent ones masked arithmetically, f_sprite's batch norm statistics restricted to
+        present objects (:class:`MaskedBatchNorm2d`): no host synchronisation and fixed shapes,
+        so that torch.compile / CUDA graphs capture the step once. Both draw their noise (the
+        forcing coin, Gumbel noise and z_app's epsilon for all M slots) in the same calls, so on
+        one seed they give the same terms and gradients up to float rounding
+        (tests/test_lavae.py). ``static`` None: ``cfg.static_slots`` (None there: on CUDA only).
+        ``tau``, ``p_force_one`` and ``aux_weight`` may be 0-dim tensors (no recompilation as they
+        anneal); then pass ``aux`` (whether the warm-up terms are on) as a Python bool.
         """
+        cfg = self.cfg
+        if static is None:
+            static = cfg.static_slots if cfg.static_slots is not None else x.is_cuda
+        if aux is None:
+            aux = bool(aux_weight > 0)
         h_app, h_loc = self.infer_maps(x)
-        b, hw = x.shape[0], self.cfg.image_size
+        b, hw = x.shape[0], cfg.image_size
+        d, big_m, dev = hw * hw, cfg.max_objects, x.device
+        # every random number of the step, drawn up front for all M slots (same in both paths)
+        forced = torch.rand(b, device=dev) < p_force_one
+        gumbel_u = torch.rand(big_m, b, d, device=dev)
+        eps = torch.randn(big_m, b, cfg.latent_dim, device=dev)
         n_hat, _ = self.count(h_loc.detach())
-        forced = torch.rand(b, device=x.device) < p_force_one if p_force_one > 0 else \
-            torch.zeros(b, dtype=torch.bool, device=x.device)
         n = torch.where(forced, torch.ones_like(n_hat), n_hat)
         logits = h_loc.flatten(1)
-        if self.cfg.forced_no_loc_grad and forced.any():
+        if cfg.forced_no_loc_grad and (static or forced.any()):
             logits = torch.where(forced[:, None], logits.detach(), logits)
-        k = int(n.max())
-        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau)
-        if self.cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient
+        k = big_m if static else int(n.max())
+        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau, noise=gumbel_u)
+        if cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient
             y = F.one_hot(idx, logits.shape[1]).to(y.dtype) - y.detach() + y
-        mask = torch.arange(k, device=x.device)[None] < n[:, None]
+        mask = torch.arange(k, device=dev)[None] < n[:, None]
         stats = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2))   # Eq. 9 at the relaxed location
         mu, logvar = stats.chunk(2, -1)
         logvar = logvar.clamp(-12.0, 8.0)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        lam = self.render(self.decode_sprites(z, mask), y, mask)
+        z = mu + eps[:k].transpose(0, 1) * (0.5 * logvar).exp()
+        sprites = self.decode_sprites_static(z, mask) if static else self.decode_sprites(z, mask)
+        lam = self.render(sprites, y, mask)
         m = mask.to(x.dtype)
         recon = -bernoulli_log_prob(lam, x)
         kl_app = (gaussian_kl(mu, logvar).sum(-1) * m).sum(1)
-        kl_loc = ((neg_ent - self.log_prior_loc(k, x.device)) * m).sum(1)
+        kl_loc = ((neg_ent - self.log_prior_loc(k, dev)) * m).sum(1)
         kl_n = -self.log_prior_n()[n_hat]
         neg_elbo = recon + kl_app + kl_loc + kl_n
-        loss = neg_elbo if kl_weight == 1.0 else recon + kl_weight * (kl_app + kl_loc) + kl_n
+        loss = recon + kl_weight * (kl_app + kl_loc) + kl_n   # = neg_elbo at kl_weight 1
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat}
-        if aux_weight > 0:
-            aux = self.aux.loss_terms(x)
-            target = self.cfg.aux_target_scale * F.interpolate(
-                aux["kl_map"].detach(), size=(hw, hw), mode="bilinear", align_corners=False)[:, 0]
-            if self.cfg.aux_target_centred:   # measured from its median, like h_loc itself
+        if aux:
+            aux_terms = self.aux.loss_terms(x)
+            target = cfg.aux_target_scale * F.interpolate(
+                aux_terms["kl_map"].detach(), size=(hw, hw), mode="bilinear", align_corners=False)[:, 0]
+            if cfg.aux_target_centred:   # measured from its median, like h_loc itself
                 target = target - target.flatten(1).median(1).values[:, None, None]
             sq = (h_loc - target).pow(2).flatten(1).sum(1)
-            out.update(aux_vae=aux["loss"], aux_sq=sq, loss=loss + aux["loss"] + aux_weight * sq)
+            out.update(aux_vae=aux_terms["loss"], aux_sq=sq,
+                       loss=loss + aux_terms["loss"] + aux_weight * sq)
         return out
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:

@@ -67,6 +67,80 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
     }
 
 
+# Execution switches (issue 9): a run may resume with other values (bit-exact resume then holds
+# only for the same values); everything else in the config must match the checkpoint's.
+SPEED_FIELDS = ("static_slots", "compile", "bf16", "tf32", "channels_last")
+COMPILE_BACKEND = "inductor"   # torch.compile's backend; the tests use "aot_eager" (no code generation)
+
+
+def stat_keys(model_kind: str, aux: bool) -> list[str]:
+    """The per-image terms averaged into metrics.csv, in the order of the step's stats vector."""
+    if model_kind == "lavae":
+        return ["loss", "elbo", "recon", "kl_app", "kl_loc", "kl_n"] + (["aux_vae", "aux_sq"] if aux else [])
+    return ["loss", "recon", "kl", "elbo"]
+
+
+def make_train_step(model, opt, cfg: Config, dev: torch.device):
+    """One optimisation step, ``step(x, s) -> stats`` with ``s`` the schedules of that step and
+    ``stats`` a device vector of the batch means named by :func:`stat_keys` (the loss first).
+
+    Nothing in it reads a value back to the host, except what the eager LAVAE step needs (its
+    slot count; see :meth:`LAVAE.loss_terms`). With ``cfg.static_slots`` (None: on CUDA) the
+    step has fixed shapes; with ``cfg.compile`` the loss and its backward are compiled by
+    torch.compile in that mode (annealed scalars are passed as 0-dim tensors, so they do not
+    recompile; the warm-up and the rest of the run are two graphs). With ``cfg.tf32`` CUDA matmuls
+    and convolutions may use TF32; ``cfg.bf16`` is read by the models.
+    """
+    lavae = cfg.model == "lavae"
+    static = (cfg.static_slots if cfg.static_slots is not None else dev.type == "cuda") if lavae else True
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
+
+    def loss_and_stats(x, a, b, c, d, aux: bool):
+        if lavae:
+            terms = model.loss_terms(x, a, b, c, kl_weight=d, static=static, aux=aux)
+        else:
+            terms = model.loss_terms(x, a)
+        loss = terms["loss"].mean()
+        stats = torch.stack([terms[k].detach().float().mean() for k in stat_keys(cfg.model, aux)])
+        return loss, stats
+
+    fn = loss_and_stats
+    if cfg.compile:
+        if not static:
+            raise ValueError("compile needs static_slots (the eager step's shapes change every step)")
+        import torch._inductor.config as inductor_config
+        # the step's random numbers come from PyTorch's own generators, as in the eager step (so
+        # a seed gives the same run compiled or not, and compiled steps can be checked against it)
+        inductor_config.fallback_random = True
+        # each new model (a run, a benchmark variant) is one more entry for dynamo's cache of the
+        # same function: allow many, instead of the silent fall-back to eager after 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        mode = None if cfg.compile == "default" or COMPILE_BACKEND != "inductor" else cfg.compile
+        fn = torch.compile(loss_and_stats, mode=mode, dynamic=False, backend=COMPILE_BACKEND)
+
+    def scalar(v: float):
+        # compiled: a 0-dim device tensor (a fill kernel, no copy or sync); eager: the float
+        return torch.full((), float(v), device=dev) if cfg.compile else v
+
+    def step(x: torch.Tensor, s: dict) -> torch.Tensor:
+        if cfg.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        aux = lavae and s["aux_weight"] > 0
+        if lavae:
+            loss, stats = fn(x, scalar(s["tau"]), scalar(s["p_force_one"]), scalar(s["aux_weight"]),
+                             scalar(s["kl_weight"]), aux)
+        else:
+            loss, stats = fn(x, scalar(s["beta"]), None, None, None, False)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return stats.clone() if cfg.compile == "reduce-overhead" else stats
+
+    return step
+
+
 def _open_csv(path: Path, step: int):
     """metrics.csv, truncated to rows at or before ``step`` (so a resumed run continues it)."""
     rows = []
@@ -114,7 +188,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = Config.from_dict(ckpt["config"])
         same = {k: v for k, v in old.to_dict().items() if k not in ("steps", "log_every", "eval_every",
-                                                                   "ckpt_every")}
+                                                                   "ckpt_every", *SPEED_FIELDS)}
         new = {k: v for k, v in cfg.to_dict().items() if k in same}
         if same != new:
             diff = {k: (same[k], new[k]) for k in same if same[k] != new[k]}
@@ -137,6 +211,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
     if cfg.n_train:
         train_images = train_images[:cfg.n_train]
     train_images = torch.as_tensor(train_images)
+    if dev.type == "cuda":   # 190k images are 0.8 GB (x3 for multi-dSprites): keep them on the GPU
+        train_images = train_images.to(dev)
     if eval_sets is None and cfg.model == "lavae":
         eval_sets = {}
         for col, split in (("count_acc", "test"), ("count_acc7", "test7")):
@@ -155,15 +231,32 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
                                     "versions": {"torch": str(torch.__version__)}})
 
     csv_file, writer = _open_csv(run_dir / "metrics.csv", step)
-    sums: dict[str, tuple[float, int]] = {}
-    n_in_window, t_window = 0, time.perf_counter()
+    train_step = make_train_step(model, opt, cfg, dev)
+    # Logged means are summed on the device, one vector per set of terms (the warm-up has two
+    # more), and read at log time; so is the finiteness of the loss: first_bad holds the first
+    # step whose loss was not finite (-1: none). It is checked before every log row and every
+    # checkpoint, so a checkpoint never holds weights updated by a non-finite loss.
+    sums: dict[tuple, list] = {}
+    first_bad = torch.full((), -1, dtype=torch.long, device=dev)
+    n_in_window, t_window, t_mark = 0, 0.0, time.perf_counter()
     t_call = time.perf_counter()
     row: dict = {}
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.model} {cfg.dataset}", disable=not progress)
+
+    def check_finite(upto: int) -> None:
+        bad = int(first_bad)   # the host reads the device here, once per log row or checkpoint
+        if bad >= 0:
+            means = {k_: round(float(t_[i]) / c_, 4) for keys, (t_, c_) in sums.items()
+                     for i, k_ in enumerate(keys)}
+            raise NonFiniteLossError(
+                f"non-finite loss at step {bad} (means over the steps logged since: {means}); "
+                f"stopped before step {upto} was saved. The last good checkpoint is "
+                f"{ckpt_path if ckpt_path.exists() else 'none'}; try a lower learning rate "
+                "(--set lr=...) and resume from it.")
+
     try:
         while step < cfg.steps:
-            t0 = time.perf_counter()
             s = schedules(cfg, step)
             if cfg.model == "lavae":
                 opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = s["lr_loc"], s["lr"]
@@ -171,35 +264,30 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
                     for p_ in opt.param_groups[0]["params"]:
                         opt.state.pop(p_, None)   # Adamax re-initialises it on this step
             idx = torch.randint(len(train_images), (cfg.batch_size,), generator=data_gen)
-            x = as_float(train_images[idx], dev)
-            if cfg.model == "lavae":
-                terms = model.loss_terms(x, s["tau"], s["p_force_one"], s["aux_weight"], s["kl_weight"])
-            else:
-                terms = model.loss_terms(x, s["beta"])
-            loss = terms["loss"].mean()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} ({ {k: float(v.detach().float().mean()) for k, v in terms.items() if v.dim() == 1} }); "
-                    f"stopped. The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}; "
-                    "try a lower learning rate (--set lr=...) and resume from it.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            x = as_float(train_images[idx.to(train_images.device, non_blocking=True)], dev)
+            stats = train_step(x, s)
+            keys = tuple(stat_keys(cfg.model, cfg.model == "lavae" and s["aux_weight"] > 0))
+            acc = sums.get(keys)
+            sums[keys] = [stats.clone(), 1] if acc is None else [acc[0].add_(stats), acc[1] + 1]
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(stats[0]), step, first_bad)
             step += 1
-            wall += time.perf_counter() - t0
             n_in_window += 1
-            for k_, v in terms.items():
-                if v.dim() == 1 and k_ != "n_hat":
-                    total, cnt = sums.get(k_, (0.0, 0))
-                    sums[k_] = (total + float(v.detach().mean()), cnt + 1)
             timed_out = max_minutes is not None and time.perf_counter() - t_call > 60 * max_minutes
             do_eval = bool(eval_sets) and (step % cfg.eval_every == 0 or step == cfg.steps or timed_out)
-            if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
+            do_ckpt = step % cfg.ckpt_every == 0 or step == cfg.steps or timed_out
+            if step % cfg.log_every == 0 or do_eval or step == cfg.steps or do_ckpt:
+                check_finite(step)   # waits for the device: the time below counts all its work
                 now = time.perf_counter()
+                wall += now - t_mark
+                t_window += now - t_mark
+            if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
+                means: dict[str, float] = {}
+                for keys_, (t_, c_) in sums.items():
+                    vals = (t_ / c_).tolist()
+                    means.update({k_: round(v_, 4) for k_, v_ in zip(keys_, vals)})
                 row = {"step": step, "wall_s": round(wall, 2),
-                       "images_per_s": round(n_in_window * cfg.batch_size / max(now - t_window, 1e-9), 1),
-                       **{k_: round(t_ / c_, 4) for k_, (t_, c_) in sums.items()},
-                       **{k_: round(v, 6) for k_, v in s.items()}}
+                       "images_per_s": round(n_in_window * cfg.batch_size / max(t_window, 1e-9), 1),
+                       **means, **{k_: round(v, 6) for k_, v in s.items()}}
                 if do_eval:
                     for col, (ims, cnts) in eval_sets.items():
                         row[col] = round(count_accuracy(model, ims, cnts)["accuracy"], 4)
@@ -209,10 +297,12 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
                 writer.writerow({c: row.get(c, "") for c in COLUMNS})
                 csv_file.flush()
                 bar.set_postfix({k_: row[k_] for k_ in ("loss", "count_acc", "count_acc7") if k_ in row})
-                sums, n_in_window, t_window = {}, 0, time.perf_counter()
+                sums, n_in_window, t_window = {}, 0, 0.0
             bar.update(1)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps or timed_out:
+            if do_ckpt:
                 checkpoint()
+            if step % cfg.log_every == 0 or do_eval or step == cfg.steps or do_ckpt:
+                t_mark = time.perf_counter()   # evaluation and checkpoints are not training time
             if timed_out:
                 break
     finally:

@@ -258,3 +258,81 @@ def test_kl_warmup_weight_scales_only_the_training_loss():
     assert torch.allclose(out[0.0]["loss"], t["recon"] + t["kl_n"], atol=1e-4)
     assert torch.allclose(t["loss"], t["recon"] + 0.5 * (t["kl_app"] + t["kl_loc"]) + t["kl_n"], atol=1e-4)
     assert (t["kl_app"] > 0).all()
+
+
+def _step_grads(model, x, static, seed, **kw):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    terms = model.loss_terms(x, static=static, **kw)
+    terms["loss"].mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return terms, grads
+
+
+@pytest.mark.parametrize("phase", [dict(tau=0.5, p_force_one=1.0, aux_weight=1.0),
+                                   dict(tau=0.1, p_force_one=0.3, aux_weight=0.0)])
+def test_static_slot_step_equals_the_eager_step(phase):
+    """Issue 9: the static-shape step (M slots, absent ones masked, masked batch norm) is the same
+    function as the eager step (max n slots, boolean indexing): on one seed, the same terms,
+    gradients and batch-norm running statistics. In float64 they agree to 1e-9 relative (what is
+    left is summation order); in float32 the whole gradient to 1e-3 relative (its norm)."""
+    import copy
+    images = torch.as_tensor(blob_scenes(8)[0])
+    torch.manual_seed(0)
+    # a low threshold: n_hat varies over the batch (here 0 to 9 of M = 10 slots)
+    base = LAVAE(make_config("smoke", count_threshold=2.0, count_window=9)).train()
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-3)):
+        a = copy.deepcopy(base).to(dtype)
+        b = copy.deepcopy(base).to(dtype)
+        x = images.to(dtype)
+        ta, ga = _step_grads(a, x, False, 3, **phase)
+        tb, gb = _step_grads(b, x, True, 3, **phase)
+        n_hat = ta["n_hat"].tolist()
+        assert 0 < max(n_hat) < 10 and len(set(n_hat)) > 2, f"the test needs varying counts: {n_hat}"
+        for k in ta:
+            assert torch.allclose(ta[k], tb[k], rtol=tol, atol=tol), k
+        assert ga.keys() == gb.keys() and any(k.startswith("sprite.") for k in ga)
+        if dtype == torch.float64:
+            for k in ga:
+                assert (ga[k] - gb[k]).abs().max() <= tol * max(float(ga[k].abs().max()), 1.0), k
+        va = torch.cat([g.flatten() for g in ga.values()])
+        vb = torch.cat([gb[k].flatten() for k in ga])
+        assert (va - vb).norm() <= tol * va.norm()
+        sa, sb = a.sprite.state_dict(), b.sprite.state_dict()
+        for k in sa:
+            assert torch.allclose(sa[k].to(dtype), sb[k].to(dtype), rtol=tol, atol=tol), k
+
+
+def test_masked_batch_norm_equals_batch_norm_on_the_kept_samples():
+    from lavae_core.lavae import MaskedBatchNorm2d, _SampleWeights
+    torch.manual_seed(0)
+    ref = torch.nn.BatchNorm2d(5)
+    ref.weight.data.uniform_(0.5, 2)
+    ref.bias.data.normal_()
+    masked = torch.nn.BatchNorm2d(5)
+    masked.load_state_dict(ref.state_dict())
+    masked.__class__ = MaskedBatchNorm2d
+    masked.holder = _SampleWeights()
+    x = torch.randn(7, 5, 4, 4) * 3 + 1
+    keep = torch.tensor([1, 0, 1, 1, 0, 0, 1], dtype=torch.bool)
+    x1 = x.clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    out_ref = ref(x1[keep])
+    masked.holder.value = keep.float()
+    out = masked(x2)
+    assert torch.allclose(out[keep], out_ref, atol=1e-5)
+    g = torch.randn_like(out_ref)
+    out_ref.backward(g)
+    (out[keep] * g).sum().backward()
+    assert torch.allclose(x2.grad[keep], x1.grad[keep], atol=1e-5)
+    assert torch.equal(x2.grad[~keep], torch.zeros_like(x2.grad[~keep]))
+    for k, v in ref.state_dict().items():
+        assert torch.allclose(masked.state_dict()[k].float(), v.float(), atol=1e-6), k
+    # nothing kept: statistics untouched; holder None or eval mode: plain batch norm
+    before = {k: v.clone() for k, v in masked.state_dict().items()}
+    masked.holder.value = torch.zeros(7)
+    masked(x)
+    assert all(torch.equal(before[k], v) for k, v in masked.state_dict().items())
+    masked.holder.value = None
+    ref.eval(), masked.eval()
+    assert torch.allclose(masked(x), ref(x), atol=1e-6)
