@@ -82,7 +82,8 @@ class Config:
     # ---- results/benchmark_cpu_fast.json (CPU) and results/benchmark_gpu_fast.json (GPU).
     static_slots: bool | None = None   # M object slots every step, absent ones masked
                                        # arithmetically: no host sync, fixed shapes. None: on CUDA
-                                       # only (on 1 CPU thread it is ~2x slower, see the README)
+                                       # only (slower on the CPU, where it decodes M sprites per
+                                       # image instead of max n: results/benchmark_cpu_fast.json)
     compile: str | None = None         # torch.compile mode of the loss ("default",
                                        # "reduce-overhead" = CUDA graphs, "max-autotune"); None:
                                        # eager. Off by default until a GPU lease measures it

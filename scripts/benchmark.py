@@ -133,7 +133,7 @@ def compare_steps(a, dev) -> dict:
     shipped = None
     if a.model == "lavae":
         try:   # a trained model infers realistic counts (the eager step's slot count follows them)
-            shipped = load_checkpoint(f"checkpoints/{run_name('lavae', a.dataset, a.profile, 0)}")[0].state_dict()
+            shipped = load_checkpoint(f"checkpoints/{run_name('lavae', a.dataset, a.profile, 0)}/weights.pt")[0].state_dict()
         except CheckpointError:
             shipped = None
     res = {"hardware": hardware(dev), "threads": torch.get_num_threads(), "profile": a.profile,
