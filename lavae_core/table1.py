@@ -59,6 +59,21 @@ def recipe_diff(record: dict) -> dict:
     return diff
 
 
+def run_is_current(run_dir) -> bool:
+    """Whether a run folder (``runs/<run>`` or shipped ``checkpoints/<run>``) was trained with
+    today's recipe, judged by :func:`recipe_diff` on its stored config (config.json, else the
+    weights or checkpoint file)."""
+    import torch
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        config = json.loads((run_dir / "config.json").read_text())
+    else:
+        path = next(p for p in (run_dir / "weights.pt", run_dir / "checkpoint.pt") if p.exists())
+        config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    record = {k: config[k] for k in ("model", "dataset", "profile", "seed")}
+    return not recipe_diff(dict(record, config=config))
+
+
 def collect(datasets, profile: str = "cpu", seeds=(0, 1, 2, 3, 4), bound: dict = BOUND_PARAMS,
             count: dict = COUNT_PARAMS, smoke: bool = False, evaluate: bool = True,
             reevaluate: bool = False, progress: bool = True) -> tuple[list[dict], list[str], list[str]]:

@@ -125,3 +125,14 @@ def test_a_baseline_is_not_marked_earlier_for_lavae_only_changes():
     lavae = dict(rec, model="lavae", config=dict(make_config("cpu", "multi-mnist-1k", "lavae").to_dict(),
                                                   warmup_steps=123))
     assert set(recipe_diff(lavae)) == {"warmup_steps"}
+
+
+def test_run_is_current_reads_a_run_folders_config(tmp_path):
+    import json
+    from lavae_core.config import make_config
+    from lavae_core.table1 import run_is_current
+    cfg = make_config("cpu", "multi-mnist-1k", "lavae", seed=1).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert run_is_current(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg, warmup_steps=200)))
+    assert not run_is_current(tmp_path)
