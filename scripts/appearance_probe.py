@@ -12,7 +12,6 @@ measure how much location noise the appearance path tolerates.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
+from lavae_core.cli import Parser, fail, non_negative_int, parse_value, positive_int  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import ink_iou  # noqa: E402
@@ -46,23 +46,29 @@ def step_terms(model: LAVAE, x: torch.Tensor, positions: torch.Tensor, kl_weight
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    prog = "python scripts/appearance_probe.py"
+    p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="multi-mnist-1k", choices=DATASETS)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--jitter", type=int, default=0, help="random location offset, pixels per axis")
-    p.add_argument("--kl-anneal", type=int, default=0, help="kl_app weight 0 -> 1 over these steps")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (numbers)")
+    p.add_argument("--steps", type=positive_int, default=400)
+    p.add_argument("--jitter", type=non_negative_int, default=0,
+                   help="random location offset, pixels per axis")
+    p.add_argument("--kl-anneal", type=non_negative_int, default=0,
+                   help="kl_app weight 0 -> 1 over these steps")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="CSV of the curve")
     a = p.parse_args(argv)
-    if a.steps < 1 or a.jitter < 0 or a.kl_anneal < 0:
-        p.error("--steps must be >= 1, --jitter and --kl-anneal >= 0")
     over = {}
     for kv in a.set:
-        k, _, v = kv.partition("=")
-        over[k] = type(getattr(make_config(a.profile, a.dataset), k))(v)
-    cfg = make_config(a.profile, a.dataset, seed=a.seed, **over)
+        k, eq, v = kv.partition("=")
+        if not eq:
+            p.error(f"--set expects KEY=VALUE, got {kv!r}")
+        over[k] = parse_value(v)
+    try:
+        cfg = make_config(a.profile, a.dataset, seed=a.seed, **over)
+    except ValueError as e:
+        fail(prog, e)
     torch.manual_seed(a.seed)
     model = LAVAE(cfg)
     params = list(model.app_net.parameters()) + list(model.sprite.parameters())

@@ -10,7 +10,6 @@ for a few 2-object images the q-mass of each object's box and its six largest pi
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,22 +17,25 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lavae_core.checkpoint import load_checkpoint  # noqa: E402
+from lavae_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import box_masks, diagnose, peak_heights  # noqa: E402
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    prog = "python scripts/location_check.py"
+    p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--images", type=positive_int, default=200)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if a.images < 1:
-        p.error("--images must be >= 1")
-    model, cfg, ckpt = load_checkpoint(a.checkpoint)
+    try:
+        model, cfg, ckpt = load_checkpoint(a.checkpoint)
+    except CheckpointError as e:
+        fail(prog, e)
     if cfg.model != "lavae":
-        p.error(f"{a.checkpoint} is a {cfg.model}, not a LAVAE")
+        fail(prog, f"{a.checkpoint} is a {cfg.model}, not a LAVAE")
     data = load(cfg.dataset, "test").subset(np.arange(a.images))
     x = torch.as_tensor(data.images).float()
     print(f"{a.checkpoint}: step {ckpt['step']}, {a.images} test images")
