@@ -469,6 +469,13 @@ class LAVAE(nn.Module):
         return (log_lik + self.log_prior_n()[n] + latents).view(b, k)
 
     # ---------------------------------------------------------------- figures and widgets
+    @staticmethod
+    def appearance_at(h_app: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 9: the posterior mean and log-variance of z_app read off h_app (B, 2L, H, W) at the
+        hard locations idx (B, K) (flat pixel indices) -> (mu, logvar), each (B, K, L)."""
+        stats = h_app.flatten(2).transpose(1, 2).gather(1, idx[:, :, None].expand(-1, -1, h_app.shape[1]))
+        return stats.chunk(2, -1)
+
     @torch.no_grad()
     def infer(self, x: torch.Tensor, sample: bool = False,
               generator: torch.Generator | None = None) -> Inference:
@@ -487,8 +494,7 @@ class LAVAE(nn.Module):
             score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
             idx = score.topk(k, 1).indices if k else score.new_zeros(b, 0).long()
         mask = torch.arange(k, device=x.device)[None] < n[:, None]
-        stats = h_app.flatten(2).transpose(1, 2).gather(1, idx[:, :, None].expand(-1, -1, h_app.shape[1]))
-        mu, logvar = stats.chunk(2, -1)
+        mu, logvar = self.appearance_at(h_app, idx)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         locations = torch.stack([idx // hw, idx % hw], -1).masked_fill(~mask[..., None], -1)
         sprites = self.decode_sprites(z, mask)

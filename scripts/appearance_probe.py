@@ -35,8 +35,7 @@ def step_terms(model: LAVAE, x: torch.Tensor, positions: torch.Tensor, kl_weight
     mask = positions[..., 0] >= 0
     idx = (positions[..., 0].clamp(min=0) * hw + positions[..., 1].clamp(min=0)).long()
     h_app = model.app_net(x)
-    stats = h_app.flatten(2).transpose(1, 2).gather(1, idx[:, :, None].expand(-1, -1, h_app.shape[1]))
-    mu, logvar = stats.chunk(2, -1)
+    mu, logvar = model.appearance_at(h_app, idx)
     logvar = logvar.clamp(-12.0, 8.0)
     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
     lam = model.render(model.decode_sprites(z, mask), idx, mask)
