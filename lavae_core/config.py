@@ -41,6 +41,7 @@ class Config:
     aux_latent_channels: int = 8
     aux_latent_size: int = 11
     aux_target_scale: float = 1.0      # h_loc is pulled towards this x the KL map (paper: 1)
+    aux_sq_weight: float = 1.0         # weight of the warm-up's squared distance (paper: 1, "added")
     aux_target_centred: bool = False   # subtract the target's per-image median (not in the paper;
                                        # on for multi-dSprites, whose KL-map background is not ~0:
                                        # h_loc is median-centred, so an offset target is unreachable)
@@ -228,8 +229,9 @@ def validate(cfg: Config) -> Config:
         or next(((k, "a probability in [0, 1]") for k in PROBABILITIES if not 0 <= getattr(cfg, k) <= 1), None)
     if bad is None and cfg.n_train is not None and cfg.n_train < 1:
         bad = ("n_train", "None (all) or a positive integer")
-    if bad is None and (cfg.count_threshold < 0 or cfg.aux_target_scale < 0):
-        bad = ("count_threshold" if cfg.count_threshold < 0 else "aux_target_scale", "a number >= 0")
+    if bad is None:
+        bad = next(((k, "a number >= 0") for k in ("count_threshold", "aux_target_scale", "aux_sq_weight")
+                    if getattr(cfg, k) < 0), None)
     if bad:
         raise ValueError(f"config field {bad[0]} must be {bad[1]}, got {getattr(cfg, bad[0])!r}")
     if cfg.vae_latents % 64:

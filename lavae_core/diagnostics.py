@@ -106,11 +106,20 @@ def ink_iou(recon: torch.Tensor, images: torch.Tensor, threshold: float = 0.5) -
 @torch.no_grad()
 def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
     """Every diagnostic of the module docstring on the first ``n_images`` of ``data`` (a
-    :class:`lavae_core.datasets.MultiObjectData`), as means -> {column: float}."""
+    :class:`lavae_core.datasets.MultiObjectData`), as means -> {column: float}. For the baseline
+    VAE only ``ink_iou`` (of its posterior-mean reconstruction, the reference for LAVAE's); the
+    other columns are nan."""
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     n = min(n_images, len(data))
+    if not hasattr(model, "infer"):                  # the baseline: p(x | z = posterior mean)
+        ious = [ink_iou(torch.sigmoid(model.decode(model.encode(x)[0])).cpu(), x.cpu())
+                for x in (torch.as_tensor(data.images[i:i + batch_size]).to(dev, torch.float32)
+                          for i in range(0, n, batch_size))]
+        model.train(was_training)
+        v = np.concatenate(ious)
+        return {**{c: float("nan") for c in COLUMNS}, "ink_iou": float(np.nanmean(v))}
     tops, dists, sprite_max, ious, kls, redraws = [], [], [], [], [], []
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
@@ -138,3 +147,30 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
     redraw = (sum(r * w for r, w in redraws) / max(sum(w for _, w in redraws), 1)) if redraws else float("nan")
     return {"top_share": mean(tops), "redraw": float(redraw), "peak_dist": mean(dists),
             "sprite_max": mean(sprite_max), "ink_iou": mean(ious), "kl_app_obj": mean(kls)}
+
+
+def main(argv=None) -> None:
+    """``python -m lavae_core.diagnostics CHECKPOINT [--images N]``: the diagnostics of a run."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .cli import Parser, fail, positive_int
+    from .datasets import load_split
+    from .mnist import MNISTError
+    prog = "python -m lavae_core.diagnostics"
+    p = Parser(prog=prog, description="Location and appearance diagnostics of a checkpoint on the "
+                                      "first test images of its data set.")
+    p.add_argument("checkpoint", help="weights.pt or checkpoint.pt")
+    p.add_argument("--images", type=positive_int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    try:
+        model, cfg, ckpt = load_checkpoint(a.checkpoint)
+        data = load_split(cfg, "test", n_images=a.images, progress=False)
+    except (CheckpointError, MNISTError, ValueError) as e:
+        fail(prog, e)
+    d = diagnose(model, data, n_images=a.images, seed=a.seed)
+    print(f"{a.checkpoint} ({cfg.model}, {cfg.dataset}, step {ckpt.get('step')}), first {min(a.images, len(data))} "
+          "test images: " + "  ".join(f"{k} {v:.3f}" for k, v in d.items() if not np.isnan(v)))
+
+
+if __name__ == "__main__":
+    main()

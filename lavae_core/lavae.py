@@ -441,7 +441,7 @@ class LAVAE(nn.Module):
                 target = target - target.flatten(1).median(1).values[:, None, None]
             sq = (h_loc - target).pow(2).flatten(1).sum(1)
             out.update(aux_vae=aux_terms["loss"], aux_sq=sq,
-                       loss=loss + aux_terms["loss"] + aux_weight * sq)
+                       loss=loss + aux_terms["loss"] + aux_weight * cfg.aux_sq_weight * sq)
         return out
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:

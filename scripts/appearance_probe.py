@@ -5,7 +5,10 @@ and the count given by the ground truth (the true box centres, hard one-hot, Eq.
 negative ELBO's recon + kl_app terms. If z_app collapses here too, the cause is in the appearance
 path (widths, KL weight, batch norm, optimiser); if it does not, it is in the location dynamics.
 ``--jitter J`` moves each location by a random offset in [-J, J] pixels (per axis, per step), to
-measure how much location noise the appearance path tolerates.
+measure how much location noise the appearance path tolerates. ``--locations CHECKPOINT`` takes
+the count and locations from that LAVAE's location net instead (f_count's peaks, hard, as
+``infer`` finds them; frozen), for training and test images: are a trained run's locations good
+enough for appearance to be learned?
 
     python scripts/appearance_probe.py --steps 400 --out runs/probe_j0.csv
     python scripts/appearance_probe.py --steps 400 --jitter 2 --out runs/probe_j2.csv
@@ -23,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
 from lavae_core.cli import Parser, fail, non_negative_int, parse_value, positive_int  # noqa: E402
+from lavae_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import ink_iou  # noqa: E402
@@ -44,6 +48,19 @@ def step_terms(model: LAVAE, x: torch.Tensor, positions: torch.Tensor, kl_weight
     return recon, kl, lam, mask
 
 
+@torch.no_grad()
+def peak_positions(loc_model: LAVAE, x: torch.Tensor, k: int) -> torch.Tensor:
+    """(row, col) of the highest f_count peaks of ``loc_model`` (at most k per image; -1 beyond
+    its count): (B, k, 2) long."""
+    h = loc_model.infer_loc(x)
+    n, peaks = loc_model.count(h)
+    score = h.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
+    idx = score.topk(k, 1).indices
+    hw = h.shape[-1]
+    pos = torch.stack([idx // hw, idx % hw], -1)
+    return pos.masked_fill((torch.arange(k)[None] >= n[:, None])[..., None], -1)
+
+
 def main(argv=None) -> None:
     prog = "python scripts/appearance_probe.py"
     p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
@@ -55,6 +72,8 @@ def main(argv=None) -> None:
     p.add_argument("--kl-anneal", type=non_negative_int, default=0,
                    help="kl_app weight 0 -> 1 over these steps")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--locations", metavar="CHECKPOINT",
+                   help="use this LAVAE's f_count peaks as the locations (default: the true centres)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="CSV of the curve")
     a = p.parse_args(argv)
@@ -68,6 +87,15 @@ def main(argv=None) -> None:
         cfg = make_config(a.profile, a.dataset, seed=a.seed, **over)
     except ValueError as e:
         fail(prog, e)
+    locate = None
+    if a.locations:
+        try:
+            loc_model = load_checkpoint(a.locations)[0].eval()
+        except CheckpointError as e:
+            fail(prog, e)
+        if not isinstance(loc_model, LAVAE):
+            fail(prog, f"{a.locations} is not a LAVAE checkpoint")
+        locate = lambda x, k: peak_positions(loc_model, x, k)  # noqa: E731
     torch.manual_seed(a.seed)
     model = LAVAE(cfg)
     params = list(model.app_net.parameters()) + list(model.sprite.parameters())
@@ -80,6 +108,8 @@ def main(argv=None) -> None:
         i = gen.integers(0, len(train), cfg.batch_size)
         x = torch.as_tensor(train.images[i]).float()
         pos = torch.as_tensor(train.positions[i]).long()
+        if locate is not None:
+            pos = locate(x, pos.shape[1])
         if a.jitter:
             off = torch.as_tensor(gen.integers(-a.jitter, a.jitter + 1, pos.shape))
             pos = torch.where(pos >= 0, (pos + off).clamp(0, cfg.image_size - 1), pos)
@@ -93,7 +123,8 @@ def main(argv=None) -> None:
             model.eval()
             with torch.no_grad():
                 xt = torch.as_tensor(test.images).float()
-                r, k, lam, m = step_terms(model, xt, torch.as_tensor(test.positions).long())
+                tpos = torch.as_tensor(test.positions).long()
+                r, k, lam, m = step_terms(model, xt, tpos if locate is None else locate(xt, tpos.shape[1]))
                 iou = float(np.nanmean(ink_iou(lam, xt)))
                 kl_obj = float(k.sum() / m.sum().clamp(min=1))
             model.train()

@@ -18,11 +18,60 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lavae_core.baseline import gaussian_kl  # noqa: E402
 from lavae_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import (box_masks, diagnose, location_stats, peak_heights,  # noqa: E402
                                     redraw_rate)
+
+
+def offsets_from_centres(found: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """For every true object, (row, col) of the nearest found location minus its centre:
+    found (B, K, 2) (-1 = none), positions (B, K', 2) (-1 = absent) -> (n_objects, 2)."""
+    out = []
+    for f, p in zip(found, positions):
+        f = f[f[:, 0] >= 0]
+        for c in p[p[:, 0] >= 0]:
+            if len(f):
+                d = f - c
+                out.append(d[np.abs(d).sum(1).argmin()])
+    return np.array(out, dtype=float).reshape(-1, 2)
+
+
+def print_offsets(model, x, data) -> None:
+    """Signed offset of infer's locations (f_count peaks) from the true centres: a 17-px sprite
+    holds a 15-px digit only within +-1 px, so a wide spread here is blur in every reconstruction."""
+    model.eval()
+    with torch.no_grad():
+        found = model.infer(x).locations.numpy()
+    d = offsets_from_centres(found, data.positions.astype(int))
+    print(f"  f_count peak - true centre (row, col) over {len(d)} objects: mean "
+          f"{d.mean(0).round(2)}, std {d.std(0).round(2)}")
+
+
+def print_kl_map(model, x, data) -> None:
+    """The warm-up target's source: the auxiliary VAE's KL map, computed on the whole (mixed) batch
+    with batch norm in train mode (as while training) and in eval mode, on its 1-object images:
+    how high it peaks and where its maximum lies."""
+    sel = torch.as_tensor(data.counts == 1)
+    if not sel.any():
+        return
+    pos = data.positions[data.counts == 1][:, 0].astype(float)
+    for mode in ("train", "eval"):
+        model.aux.train(mode == "train")
+        with torch.no_grad():
+            mu, logvar = model.aux.encode(x)       # the whole mixed batch, as in training
+            km = gaussian_kl(mu, logvar).sum(1)[sel]                     # (B, h, w) nats per cell
+        cell = model.cfg.image_size / km.shape[-1]
+        a = km.flatten(1).argmax(1)
+        centre = torch.stack([a // km.shape[-1], a % km.shape[-1]], 1).double().numpy()
+        d = (centre + 0.5) * cell - 0.5 - pos
+        print(f"  auxiliary KL map ({mode}-mode batch norm, {int(sel.sum())} 1-object images): max "
+              f"{float(km.flatten(1).max(1).values.mean()):.2f} nats per cell, median "
+              f"{float(km.flatten(1).median(1).values.mean()):.2f}; argmax - true centre: mean "
+              f"{d.mean(0).round(1)}, std {d.std(0).round(1)} px")
+    model.eval()
 
 
 def main(argv=None) -> None:
@@ -59,6 +108,8 @@ def main(argv=None) -> None:
         sel = torch.as_tensor(data.counts == c)
         print(f"  {int(c)} objects: recon {float(terms['recon'][sel].mean()):.1f} nats "
               f"({int(sel.sum())} images)")
+    print_offsets(model, x, data)
+    print_kl_map(model, x, data)
     ph = peak_heights(h, data.boxes, cfg.count_window)
     bg = ph["background"][np.isfinite(ph["background"])]
     print(f"  h_loc at object peaks: min {ph['object'].min():.1f}, 1st percentile "

@@ -75,3 +75,24 @@ def test_peak_heights_separate_objects_from_background():
     assert r["object"] == pytest.approx([30.0, 30.0])
     assert r["background"] == pytest.approx([7.0])
     assert peak_heights(maps("spike"), BOXES, window=15)["background"][0] <= 0.0
+
+
+def test_diagnose_of_the_baseline_is_its_ink_iou_only():
+    from lavae_core.baseline import ConvVAE
+    from lavae_core.config import make_config
+    data = generate("multi-dsprites", 16, n_objects=(1, 3), seed=0, progress=False)
+    torch.manual_seed(0)
+    vae = ConvVAE.baseline(make_config("smoke", "multi-dsprites", model="baseline")).eval()
+    d = diagnose(vae, data, n_images=16)
+    assert set(d) == set(COLUMNS)
+    assert all(np.isnan(v) for k, v in d.items() if k != "ink_iou")
+    assert 0 <= d["ink_iou"] <= 1
+
+
+def test_diagnostics_command_line_error_is_one_line(tmp_path, capsys):
+    from lavae_core.diagnostics import main
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "nothing.pt")])
+    assert e.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert "no checkpoint at" in err and "\n" not in err
