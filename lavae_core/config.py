@@ -31,6 +31,8 @@ class Config:
     gamma: float = 4.0                 # logit scale, ~ 1/2 log D
     count_threshold: float = 4.0       # f_count threshold, in units of gamma (4 gamma)
     count_window: int = 15             # local-maximum window of f_count (not in the paper)
+    loc_block: int = 1                 # q takes this square around each drawn location out of the
+                                       # later draws (paper, Eq. 11: 1, the location only)
     inf_width: int = 44                # channels of the two inference res-nets (not in the paper:
                                        # 44 gives the ~500k parameters the paper reports)
     inf_blocks: int = 4
@@ -191,7 +193,7 @@ def make_config(profile: str = "paper", dataset: str = "multi-mnist-1k", model: 
 
 
 # Fields that must be positive integers, non-negative integers, positive numbers, probabilities.
-POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_window", "inf_width",
+POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_window", "loc_block", "inf_width",
                  "inf_blocks", "dec_width", "dec_base", "sprite_size", "aux_width", "aux_latent_channels",
                  "aux_latent_size", "vae_width", "vae_latents", "batch_size", "log_every", "eval_every",
                  "eval_images", "ckpt_every")
@@ -236,6 +238,8 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"config field {bad[0]} must be {bad[1]}, got {getattr(cfg, bad[0])!r}")
     if cfg.vae_latents % 64:
         raise ValueError(f"config field vae_latents must be a multiple of 64 (d_VAE/64 x 8 x 8), got {cfg.vae_latents}")
+    if cfg.loc_block % 2 == 0:
+        raise ValueError(f"config field loc_block must be odd (a square centred on a location), got {cfg.loc_block}")
     if cfg.count_window % 2 == 0:
         raise ValueError(f"config field count_window must be odd (a window centred on a pixel), got {cfg.count_window}")
     if cfg.steps == 0:

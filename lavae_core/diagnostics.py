@@ -73,9 +73,10 @@ def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarra
     return {"object": inside[present].numpy(), "background": background.numpy()}
 
 
-def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0) -> float:
-    """Draw n locations from q (Eq. 8, 11, exact Gumbel-max) for each image with n >= 2 objects and
-    return the share of the 2nd..n-th draws that land in a box already drawn from (nan if none)."""
+def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0, block: int = 1) -> float:
+    """Draw n locations from q (Eq. 8, 11, exact Gumbel-max; ``block`` as the model's
+    ``cfg.loc_block``) for each image with n >= 2 objects and return the share of the 2nd..n-th
+    draws that land in a box already drawn from (nan if none)."""
     counts = torch.as_tensor(np.asarray(counts), dtype=torch.long)
     keep = counts >= 2
     if not keep.any():
@@ -85,7 +86,7 @@ def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0) -> float:
     n = counts[keep]
     k = int(n.max())
     gen = torch.Generator().manual_seed(seed)
-    idx = sample_without_replacement(h.flatten(1), k, generator=gen)[0]          # (B, k)
+    idx = sample_without_replacement(h.flatten(1), k, generator=gen, block=block)[0]  # (B, k)
     hit = masks.gather(2, idx[:, None, :].expand(-1, masks.shape[1], -1))        # (B, K, k)
     seen = hit.cumsum(2) - hit.long()            # draws before this one in the same box
     again = (hit & (seen > 0)).any(1)                                            # (B, k)
@@ -128,7 +129,8 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         st = location_stats(inf.h_loc, data.boxes[i:j], data.positions[i:j])
         tops.append(st["top_share"])
         dists.append(st["peak_dist"])
-        r = redraw_rate(inf.h_loc, data.boxes[i:j], data.counts[i:j], seed=seed + i)
+        r = redraw_rate(inf.h_loc, data.boxes[i:j], data.counts[i:j], seed=seed + i,
+                        block=model.cfg.loc_block)
         if not np.isnan(r):
             redraws.append((r, int(np.clip(data.counts[i:j] - 1, 0, None).sum())))
         m = inf.mask.cpu()

@@ -51,12 +51,16 @@ TAKEN = -1e4  # logit of an already drawn location: finite, so q log q and its g
 
 def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
                                generator: torch.Generator | None = None,
-                               noise: torch.Tensor | None = None):
+                               noise: torch.Tensor | None = None, block: int = 1):
     """Eq. 8 and 11: k sequential draws from Cat(softmax(logits)) without replacement.
 
     After each draw the chosen location's logit is set to a large negative value (``TAKEN``),
     which is Eq. 11's renormalised b^(i) (its probability underflows to exactly 0; unlike -inf it
-    keeps q log q and every gradient finite). Draws use the Gumbel-max trick; with ``tau`` the
+    keeps q log q and every gradient finite). ``block`` > 1 (odd; not in the paper) takes the
+    ``block`` x ``block`` square around each drawn location out of the later draws (logits are
+    then a square H x W map flattened): a variational family in which two draws cannot land on one
+    object's plateau. The prior (Eq. 3) is unchanged and q's support stays inside it, so the ELBO
+    remains a bound; log_q and neg_entropy are those of the blocked distributions. Draws use the Gumbel-max trick; with ``tau`` the
     relaxed one-hot sample softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for
     single-sample gradients.
 
@@ -72,6 +76,9 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
     b, d = logits.shape
     if k > d:
         raise ValueError(f"cannot draw {k} locations without replacement from {d}")
+    side = math.isqrt(d)
+    if block > 1 and (block % 2 == 0 or side * side != d):
+        raise ValueError(f"block must be odd and the logits a flattened square map, got block {block}, D = {d}")
     taken = torch.zeros(b, d, dtype=torch.bool, device=logits.device)
     idx, ys, log_q, neg_ent = [], [], [], []
     for _ in range(k):
@@ -89,7 +96,11 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
         if tau is not None:
             ys.append(((lg + g) / tau).softmax(1))
         idx.append(i)
-        taken = taken.scatter(1, i[:, None], True)
+        drawn = torch.zeros_like(taken).scatter(1, i[:, None], True)
+        if block > 1:
+            drawn = F.max_pool2d(drawn.view(b, 1, side, side).to(logits.dtype), block, 1,
+                                 block // 2).view(b, d) > 0
+        taken = taken | drawn
     if k == 0:
         empty = logits.new_zeros(b, 0)
         return (empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty,
@@ -414,7 +425,8 @@ class LAVAE(nn.Module):
         if cfg.forced_no_loc_grad and (static or forced.any()):
             logits = torch.where(forced[:, None], logits.detach(), logits)
         k = big_m if static else int(n.max())
-        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau, noise=gumbel_u)
+        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau, noise=gumbel_u,
+                                                         block=cfg.loc_block)
         if cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient
             y = F.one_hot(idx, logits.shape[1]).to(y.dtype) - y.detach() + y
         mask = torch.arange(k, device=dev)[None] < n[:, None]
@@ -454,7 +466,8 @@ class LAVAE(nn.Module):
         kmax = int(n_hat.max())
         rows = torch.arange(b, device=x.device).repeat_interleave(k)      # (B*k,) image of each row
         n = n_hat[rows]
-        idx, _, log_q_loc, _ = sample_without_replacement(h_loc.flatten(1)[rows], kmax)
+        idx, _, log_q_loc, _ = sample_without_replacement(h_loc.flatten(1)[rows], kmax,
+                                                           block=self.cfg.loc_block)
         mask = torch.arange(kmax, device=x.device)[None] < n[:, None]
         stats = h_app.flatten(2).transpose(1, 2)[rows[:, None], idx]       # (B*k, K, 2L), Eq. 9
         mu, logvar = stats.chunk(2, -1)
@@ -489,7 +502,8 @@ class LAVAE(nn.Module):
         n, peaks = self.count(h_loc)
         k = int(n.max())
         if sample:
-            idx = sample_without_replacement(h_loc.flatten(1), k, generator=generator)[0]
+            idx = sample_without_replacement(h_loc.flatten(1), k, generator=generator,
+                                             block=self.cfg.loc_block)[0]
         else:
             score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
             idx = score.topk(k, 1).indices if k else score.new_zeros(b, 0).long()

@@ -97,7 +97,7 @@ def main(argv=None) -> None:
         h_train = model.infer_maps(x)[1]
     st = location_stats(h_train, data.boxes, data.positions)
     print(f"  train-mode batch norm: top_share {st['top_share'].mean():.3f}  peak_dist "
-          f"{st['peak_dist'].mean():.3f}  redraw {redraw_rate(h_train, data.boxes, data.counts, a.seed):.3f}")
+          f"{st['peak_dist'].mean():.3f}  redraw {redraw_rate(h_train, data.boxes, data.counts, a.seed, cfg.loc_block):.3f}")
     model.train()
     torch.manual_seed(a.seed)
     with torch.no_grad():

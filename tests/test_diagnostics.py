@@ -46,6 +46,11 @@ def test_redraw_rate_spike_vs_plateau():
     # second draw from a plateau: 24 of the 49 remaining hot pixels are on the object drawn first
     assert redraw_rate(plateau, boxes, counts) == pytest.approx(24 / 49, abs=0.06)
     assert np.isnan(redraw_rate(spike[:3], boxes[:3], np.array([1, 0, 1])))
+    # a q that blocks a 9x9 square around each draw (cfg.loc_block) never returns to a 5x5 plateau
+    # (drawn at a corner it still covers the opposite one); a 7x7 square does not
+    assert redraw_rate(plateau, boxes, counts, block=9) == 0.0
+    assert 0 < redraw_rate(plateau, boxes, counts, block=7) < redraw_rate(plateau, boxes, counts)
+    assert redraw_rate(plateau, boxes, counts, block=3) > 0.1       # a 3x3 square is too small
 
 
 def test_ink_iou_perfect_empty_shifted():
