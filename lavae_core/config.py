@@ -143,9 +143,10 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
     "lr_loc_decay_steps": (4_000, "as above"),
     "tau_steps": (3_000, "the paper's anneal, 0.5 -> 0.02, compressed into the run"),
     "beta_anneal_steps": (1_500, "the baseline's beta anneal compressed into the run"),
-    "aux_target_scale": (4.0, "after a short warm-up the auxiliary VAE's KL map peaks at only "
-                         "~2-3 nats; x 4 gives peaks near the threshold below (x 16 lifted whole "
-                         "object regions above it: plateau maxima became extra counts)"),
+    "aux_target_scale": (4.0, "the value of the trial recipe that counted 99.8 % (x 16 lifted "
+                         "whole object regions above the count threshold: plateau maxima became "
+                         "extra counts); the KL map is a rough proxy either way, its argmax 6-9 px "
+                         "from the object's centre (scripts/location_check.py)"),
     "count_threshold": (1.0, "threshold 4 (1 gamma) on h_loc instead of 4 gamma = 16: after "
                         "3,000 steps the object peaks are 11.2-15.0 (min-median) above the median "
                         "and background maxima at most 2.2 (scripts/location_check.py, seed 0, 200 "
