@@ -145,7 +145,7 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
     "beta_anneal_steps": (1_500, "the baseline's beta anneal compressed into the run"),
     "aux_target_scale": (4.0, "the value of the trial recipe that counted 99.8 % (x 16 lifted "
                          "whole object regions above the count threshold: plateau maxima became "
-                         "extra counts); the KL map is a rough proxy either way, its argmax 6-9 px "
+                         "extra counts); the KL map is a rough proxy either way, its argmax ~6 px (std) "
                          "from the object's centre (scripts/location_check.py)"),
     "count_threshold": (1.0, "threshold 4 (1 gamma) on h_loc instead of 4 gamma = 16: after "
                         "3,000 steps the object peaks are 11.2-15.0 (min-median) above the median "
