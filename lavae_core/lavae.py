@@ -60,8 +60,8 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
     ``block`` x ``block`` square around each drawn location out of the later draws (logits are
     then a square H x W map flattened): a variational family in which two draws cannot land on one
     object's plateau. The prior (Eq. 3) is unchanged and q's support stays inside it, so the ELBO
-    remains a bound; log_q and neg_entropy are those of the blocked distributions. Draws use the Gumbel-max trick; with ``tau`` the
-    relaxed one-hot sample softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for
+    remains a bound; log_q and neg_entropy are those of the blocked distributions. Draws use the
+    Gumbel-max trick; with ``tau`` the relaxed one-hot sample softmax((logits + g) / tau) (Gumbel-softmax) is returned too, for
     single-sample gradients.
 
     Returns idx (B, k) long, y (B, k, D) float or None, log_q (B, k): log b^(i)[idx_i], and
@@ -96,11 +96,8 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
         if tau is not None:
             ys.append(((lg + g) / tau).softmax(1))
         idx.append(i)
-        drawn = torch.zeros_like(taken).scatter(1, i[:, None], True)
-        if block > 1:
-            drawn = F.max_pool2d(drawn.view(b, 1, side, side).to(logits.dtype), block, 1,
-                                 block // 2).view(b, d) > 0
-        taken = taken | drawn
+        taken = taken.scatter(1, i[:, None], True) if block == 1 else taken | (F.max_pool2d(
+            F.one_hot(i, d).to(logits.dtype).view(b, 1, side, side), block, 1, block // 2).view(b, d) > 0)
     if k == 0:
         empty = logits.new_zeros(b, 0)
         return (empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty,
@@ -489,6 +486,13 @@ class LAVAE(nn.Module):
         stats = h_app.flatten(2).transpose(1, 2).gather(1, idx[:, :, None].expand(-1, -1, h_app.shape[1]))
         return stats.chunk(2, -1)
 
+    @staticmethod
+    def top_peaks(h_loc: torch.Tensor, peaks: torch.Tensor, k: int) -> torch.Tensor:
+        """Flat indices (B, k) of the k highest f_count peaks of each map (h_loc, peaks: (B, H, W));
+        an image with fewer peaks gets other pixels in its last slots, which callers mask by n."""
+        score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
+        return score.topk(k, 1).indices if k else score.new_zeros(score.shape[0], 0).long()
+
     @torch.no_grad()
     def infer(self, x: torch.Tensor, sample: bool = False,
               generator: torch.Generator | None = None) -> Inference:
@@ -505,8 +509,7 @@ class LAVAE(nn.Module):
             idx = sample_without_replacement(h_loc.flatten(1), k, generator=generator,
                                              block=self.cfg.loc_block)[0]
         else:
-            score = h_loc.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
-            idx = score.topk(k, 1).indices if k else score.new_zeros(b, 0).long()
+            idx = self.top_peaks(h_loc, peaks, k)
         mask = torch.arange(k, device=x.device)[None] < n[:, None]
         mu, logvar = self.appearance_at(h_app, idx)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu

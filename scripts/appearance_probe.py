@@ -54,8 +54,7 @@ def peak_positions(loc_model: LAVAE, x: torch.Tensor, k: int) -> torch.Tensor:
     its count): (B, k, 2) long."""
     h = loc_model.infer_loc(x)
     n, peaks = loc_model.count(h)
-    score = h.flatten(1).masked_fill(~peaks.flatten(1), float("-inf"))
-    idx = score.topk(k, 1).indices
+    idx = loc_model.top_peaks(h, peaks, k)
     hw = h.shape[-1]
     pos = torch.stack([idx // hw, idx % hw], -1)
     return pos.masked_fill((torch.arange(k)[None] >= n[:, None])[..., None], -1)
