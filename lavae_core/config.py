@@ -68,6 +68,9 @@ class Config:
     kl_anneal_steps: int = 0           # LAVAE's kl_app and kl_loc weighted 0 -> 1 over these steps
                                        # (not in the paper: 0 = none; measured on multi-MNIST-1k:
                                        # 1500 did not stop the appearance collapse, see README)
+    app_free_bits: float = 0.0         # free bits for z_app (Kingma et al. 2016; not in the paper:
+                                       # 0 = none): a latent dimension whose KL, averaged over the
+                                       # batch's objects, is below this many nats gets no KL gradient
     forced_no_loc_grad: bool = False   # forced-n=1 images send no gradient to h_loc (not in paper)
     reset_loc_opt: bool = False        # drop the location net's Adamax state when the warm-up
                                        # anneal ends (not in the paper; see CPU_CHANGES)
@@ -240,7 +243,8 @@ def validate(cfg: Config) -> Config:
     if bad is None and cfg.n_train is not None and cfg.n_train < 1:
         bad = ("n_train", "None (all) or a positive integer")
     if bad is None:
-        bad = next(((k, "a number >= 0") for k in ("count_threshold", "aux_target_scale", "aux_sq_weight")
+        bad = next(((k, "a number >= 0") for k in ("count_threshold", "aux_target_scale", "aux_sq_weight",
+                                                              "app_free_bits")
                     if getattr(cfg, k) < 0), None)
     if bad:
         raise ValueError(f"config field {bad[0]} must be {bad[1]}, got {getattr(cfg, bad[0])!r}")

@@ -378,7 +378,10 @@ class LAVAE(nn.Module):
         earlier (sampled) draws: an unbiased estimate of Appendix A's term whose gradient is not
         pure noise (log q of the hard Gumbel-max sample has zero expected gradient).
         ``kl_weight`` < 1 (a KL warm-up, not in the paper) scales kl_app and kl_loc in ``loss``; the
-        ``elbo`` returned stays the true bound.
+        ``elbo`` returned stays the true bound. With ``cfg.app_free_bits`` = lambda > 0 (not in the
+        paper) ``loss`` takes kl_app only over the latent dimensions whose KL, averaged over the
+        batch's present objects, is >= lambda: the gradient of Kingma et al.'s (2016) free-bits
+        objective sum_j max(lambda, E[KL_j]); ``elbo`` and ``kl_app`` stay the true terms.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -435,11 +438,16 @@ class LAVAE(nn.Module):
         lam = self.render(sprites, y, mask)
         m = mask.to(x.dtype)
         recon = -bernoulli_log_prob(lam, x)
-        kl_app = (gaussian_kl(mu, logvar).sum(-1) * m).sum(1)
+        kl_dims = gaussian_kl(mu, logvar) * m[..., None]          # (B, K, L), absent slots 0
+        kl_app = kl_dims.sum((1, 2))
+        kl_app_loss = kl_app
+        if cfg.app_free_bits > 0:   # free bits: dimensions under the floor feel no KL gradient
+            per_dim = kl_dims.detach().sum((0, 1)) / m.sum().clamp_min(1.0)
+            kl_app_loss = (kl_dims * (per_dim >= cfg.app_free_bits).to(x.dtype)).sum((1, 2))
         kl_loc = ((neg_ent - self.log_prior_loc(k, dev)) * m).sum(1)
         kl_n = -self.log_prior_n()[n_hat]
         neg_elbo = recon + kl_app + kl_loc + kl_n
-        loss = recon + kl_weight * (kl_app + kl_loc) + kl_n   # = neg_elbo at kl_weight 1
+        loss = recon + kl_weight * (kl_app_loss + kl_loc) + kl_n   # = neg_elbo at weight 1, no free bits
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat}
         if aux:

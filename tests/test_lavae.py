@@ -305,6 +305,32 @@ def test_kl_warmup_weight_scales_only_the_training_loss():
     assert (t["kl_app"] > 0).all()
 
 
+def test_free_bits_drop_the_kl_gradient_only_under_the_floor():
+    """app_free_bits: with a floor above every dimension's KL the loss holds no kl_app (so z_app's
+    statistics get only the reconstruction's gradient); at 0 the loss is the negative ELBO; with a
+    floor at the mean dimension's KL only part of kl_app stays in the loss; the reported ELBO and
+    kl_app never change."""
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    m = LAVAE(make_config("smoke")).train()
+    out = {}
+    for bits in (0.0, 1e9):
+        m.cfg.app_free_bits = bits
+        torch.manual_seed(2)
+        out[bits] = m.loss_terms(x, tau=0.5, p_force_one=1.0)
+    free, none = out[1e9], out[0.0]
+    assert torch.allclose(free["elbo"], none["elbo"]) and torch.allclose(free["kl_app"], none["kl_app"])
+    assert torch.allclose(none["loss"], -none["elbo"], atol=1e-4)
+    assert torch.allclose(free["loss"], free["recon"] + free["kl_loc"] + free["kl_n"], atol=1e-4)
+    assert (none["kl_app"] > 0).all()
+    # a floor at the mean per-dimension KL: some dimensions keep their KL, the others drop out
+    m.cfg.app_free_bits = float(none["kl_app"].mean()) / m.cfg.latent_dim
+    torch.manual_seed(2)
+    f = m.loss_terms(x, tau=0.5, p_force_one=1.0)
+    kept = f["loss"] - f["recon"] - f["kl_loc"] - f["kl_n"]
+    assert 0 < float(kept.sum()) < float(f["kl_app"].sum()) - 1e-3
+    m.cfg.app_free_bits = 0.0
+
+
 def _step_grads(model, x, static, seed, **kw):
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
