@@ -230,7 +230,8 @@ def table1_markdown(rows, missing=(), unevaluated=()) -> str:
         diff = ", ".join(f"{k} = {old} (today: {new})" for k, (old, new) in r["recipe_diff"].items())
         lines.append(f"\n†{i} Trained with an earlier `{r['profile']}` recipe: {diff}.")
     if missing:
-        lines.append(f"\nNot trained yet: {', '.join(missing)}.")
+        lines.append("\nNo shipped checkpoint (not trained with this profile, or not shipped): "
+                     f"{', '.join(missing)}.")
     if unevaluated:
         lines.append(f"\nNo up-to-date evaluation record yet: {', '.join(unevaluated)}.")
     return head + "\n".join(lines)
