@@ -213,6 +213,7 @@ POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_w
 NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_steps", "warmup_steps",
                      "warmup_anneal_steps", "seed", "kl_anneal_steps")
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
+NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits")
 PROBABILITIES = ("force_n1_start", "force_n1_end")
 
 
@@ -245,9 +246,7 @@ def validate(cfg: Config) -> Config:
     if bad is None and cfg.n_train is not None and cfg.n_train < 1:
         bad = ("n_train", "None (all) or a positive integer")
     if bad is None:
-        bad = next(((k, "a number >= 0") for k in ("count_threshold", "aux_target_scale", "aux_sq_weight",
-                                                              "app_free_bits")
-                    if getattr(cfg, k) < 0), None)
+        bad = next(((k, "a number >= 0") for k in NON_NEGATIVE_FLOATS if getattr(cfg, k) < 0), None)
     if bad:
         raise ValueError(f"config field {bad[0]} must be {bad[1]}, got {getattr(cfg, bad[0])!r}")
     if cfg.vae_latents % 64:

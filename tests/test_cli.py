@@ -10,8 +10,9 @@ from lavae_core import datasets, evaluate, records, table1, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+def _script(name: str):
+    """main() of scripts/<name>.py."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
@@ -37,13 +38,15 @@ CASES = [
     (table1.main, ["--seeds", "-1"], "'-1' is not an integer >= 0"),
     (table1.main, ["--datasets", "mnist"], "invalid choice: 'mnist'"),
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
+    ("inference_figure", ["/no/such.pt", "out.png"], "no checkpoint at /no/such.pt"),
+    ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
 ]
 
 
 @pytest.mark.parametrize("main,argv,match", CASES, ids=[" ".join(c[1]) or "(none)" for c in CASES])
 def test_bad_input_is_a_one_line_error(main, argv, match, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LAVAE_DATA_DIR", str(tmp_path))
-    main = _benchmark() if main == "benchmark" else main
+    main = _script(main) if isinstance(main, str) else main
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err

@@ -41,7 +41,8 @@ def test_table1_markdown_states_spread_seeds_and_missing_runs():
     assert "| 90.00% ± 2.00 | 50.00% |" in lavae_line and "| — | — |" in base_line
     assert "| 0, 1 | 3000 | 20.0, 21.0 |" in lavae_line
     assert "count accuracy over 10000 images per split" in md
-    assert "No shipped checkpoint (not trained with this profile, or not shipped): lavae_multi-dsprites_cpu_s2." in md
+    assert ("No shipped checkpoint (not trained with this profile, or not shipped): "
+            "lavae_multi-dsprites_cpu_s2.") in md
     assert md.endswith("No up-to-date evaluation record yet: lavae_multi-dsprites_cpu_s3.")
 
 
