@@ -90,6 +90,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     return model, cfg, ckpt
 
 
+def load_lavae(path: str | os.PathLike, device: str | torch.device | None = None):
+    """:func:`load_checkpoint` for tools that need a LAVAE: CheckpointError if ``path`` holds a
+    baseline."""
+    model, cfg, ckpt = load_checkpoint(path, device)
+    if cfg.model != "lavae":
+        raise CheckpointError(f"{path} is a {cfg.model}, not a LAVAE")
+    return model, cfg, ckpt
+
+
 def ship_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a training checkpoint without optimizer and RNG state (the small file we ship)."""
     ckpt = torch.load(Path(src), map_location="cpu", weights_only=True)

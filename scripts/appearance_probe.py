@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
 from lavae_core.cli import Parser, fail, non_negative_int, parse_value, positive_int  # noqa: E402
-from lavae_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import ink_iou  # noqa: E402
@@ -89,11 +89,9 @@ def main(argv=None) -> None:
     locate = None
     if a.locations:
         try:
-            loc_model = load_checkpoint(a.locations)[0].eval()
+            loc_model = load_lavae(a.locations)[0].eval()
         except CheckpointError as e:
             fail(prog, e)
-        if not isinstance(loc_model, LAVAE):
-            fail(prog, f"{a.locations} is not a LAVAE checkpoint")
         locate = lambda x, k: peak_positions(loc_model, x, k)  # noqa: E731
     torch.manual_seed(a.seed)
     model = LAVAE(cfg)

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
-from lavae_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
 from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import (box_masks, diagnose, location_stats, peak_heights,  # noqa: E402
@@ -82,11 +82,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
-        model, cfg, ckpt = load_checkpoint(a.checkpoint)
+        model, cfg, ckpt = load_lavae(a.checkpoint)
     except CheckpointError as e:
         fail(prog, e)
-    if cfg.model != "lavae":
-        fail(prog, f"{a.checkpoint} is a {cfg.model}, not a LAVAE")
     data = load(cfg.dataset, "test").subset(np.arange(a.images))
     x = torch.as_tensor(data.images).float()
     print(f"{a.checkpoint}: step {ckpt['step']}, {a.images} test images")

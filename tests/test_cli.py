@@ -40,6 +40,8 @@ CASES = [
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
     ("inference_figure", ["/no/such.pt", "out.png"], "no checkpoint at /no/such.pt"),
     ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
+    ("inference_figure", [str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"), "out.png"],
+     "is a baseline, not a LAVAE"),
 ]
 
 
