@@ -8,7 +8,9 @@ path (widths, KL weight, batch norm, optimiser); if it does not, it is in the lo
 measure how much location noise the appearance path tolerates. ``--locations CHECKPOINT`` takes
 the count and locations from that LAVAE's location net instead (f_count's peaks, hard, as
 ``infer`` finds them; frozen), for training and test images: are a trained run's locations good
-enough for appearance to be learned?
+enough for appearance to be learned? ``--init CHECKPOINT`` starts the appearance net and f_sprite
+from that LAVAE's weights (and its config) instead of a fresh initialisation: can a path that
+collapsed in joint training recover when the locations are right?
 
     python scripts/appearance_probe.py --steps 400 --out runs/probe_j0.csv
     python scripts/appearance_probe.py --steps 400 --jitter 2 --out runs/probe_j2.csv
@@ -73,6 +75,8 @@ def main(argv=None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--locations", metavar="CHECKPOINT",
                    help="use this LAVAE's f_count peaks as the locations (default: the true centres)")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start the appearance net and f_sprite from this LAVAE (default: fresh)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="CSV of the curve")
     a = p.parse_args(argv)
@@ -94,7 +98,14 @@ def main(argv=None) -> None:
             fail(prog, e)
         locate = lambda x, k: peak_positions(loc_model, x, k)  # noqa: E731
     torch.manual_seed(a.seed)
-    model = LAVAE(cfg)
+    if a.init:
+        try:
+            model, cfg, _ = load_lavae(a.init)
+        except CheckpointError as e:
+            fail(prog, e)
+        model.train()
+    else:
+        model = LAVAE(cfg)
     params = list(model.app_net.parameters()) + list(model.sprite.parameters())
     opt = torch.optim.Adamax(params, lr=cfg.lr)
     train, test = load(a.dataset, "train"), load(a.dataset, "test")
