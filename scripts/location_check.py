@@ -22,9 +22,8 @@ from lavae_core.baseline import gaussian_kl  # noqa: E402
 from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
 from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
-from lavae_core.diagnostics import (box_masks, diagnose, ink_iou, location_stats,  # noqa: E402
-                                    peak_heights, redraw_rate)
-from lavae_core.lavae import bernoulli_log_prob, sample_without_replacement  # noqa: E402
+from lavae_core.diagnostics import (box_masks, diagnose, location_stats, peak_heights,  # noqa: E402
+                                    recon_by_location_source, redraw_rate)
 
 
 def offsets_from_centres(found: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -49,34 +48,6 @@ def print_offsets(model, x, data) -> None:
     d = offsets_from_centres(found, data.positions.astype(int))
     print(f"  f_count peak - true centre (row, col) over {len(d)} objects: mean "
           f"{d.mean(0).round(2)}, std {d.std(0).round(2)}")
-
-
-def print_recon_by_source(model, x, data, seed: int = 0) -> None:
-    """Reconstruction (nats per image, z_app at its posterior mean, hard rendering, eval mode) and
-    ink IoU with three sources of locations: the true centres and counts, infer's f_count peaks,
-    and draws from q (Eq. 8, 11, the model's own count, as the bound samples them). What separates
-    the first from the last is what the location posterior costs the reconstruction."""
-    model.eval()
-    hw = model.cfg.image_size
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        h_app, h_loc = model.infer_maps(x)
-        pos = torch.as_tensor(data.positions).long()
-        true_idx = (pos[..., 0].clamp(min=0) * hw + pos[..., 1].clamp(min=0))
-        sources = {"true centres": (true_idx, pos[..., 0] >= 0)}
-        inf = model.infer(x)
-        peak_idx = (inf.locations[..., 0].clamp(min=0) * hw + inf.locations[..., 1].clamp(min=0))
-        sources["f_count peaks"] = (peak_idx, inf.mask)
-        k = int(inf.n.max())
-        q_idx = sample_without_replacement(h_loc.flatten(1), k, generator=gen,
-                                           block=model.cfg.loc_block)[0]
-        sources["draws from q"] = (q_idx, inf.mask)
-        for name, (idx, mask) in sources.items():
-            mu, _ = model.appearance_at(h_app, idx)
-            lam = model.render(model.decode_sprites(mu, mask), idx, mask)
-            recon = -bernoulli_log_prob(lam, x)
-            print(f"  recon with {name}: {float(recon.mean()):.1f} nats, ink IoU "
-                  f"{float(np.nanmean(ink_iou(lam, x))):.3f}")
 
 
 def print_kl_map(model, x, data) -> None:
@@ -136,7 +107,8 @@ def main(argv=None) -> None:
         print(f"  {int(c)} objects: recon {float(terms['recon'][sel].mean()):.1f} nats "
               f"({int(sel.sum())} images)")
     print_offsets(model, x, data)
-    print_recon_by_source(model, x, data, a.seed)
+    for name, (recon, iou) in recon_by_location_source(model, data, a.images, a.seed).items():
+        print(f"  recon with {name} (z_app = posterior mean): {recon:.1f} nats, ink IoU {iou:.3f}")
     print_kl_map(model, x, data)
     ph = peak_heights(h, data.boxes, cfg.count_window)
     bg = ph["background"][np.isfinite(ph["background"])]

@@ -101,3 +101,29 @@ def test_diagnostics_command_line_error_is_one_line(tmp_path, capsys):
     assert e.value.code != 0
     err = capsys.readouterr().err.strip()
     assert "no checkpoint at" in err and "\n" not in err
+
+
+def test_recon_by_location_source_draws_equal_peaks_only_when_q_is_a_spike():
+    from lavae_core.diagnostics import recon_by_location_source
+    data = generate("multi-dsprites", 16, n_objects=(1, 3), seed=0, progress=False)
+    model = peaked_lavae(dataset="multi-dsprites")
+    plateau = recon_by_location_source(model, data, seed=0)
+    assert set(plateau) == {"true centres", "f_count peaks", "draws from q"}
+    assert all(r > 0 and 0 <= iou <= 1 for r, iou in plateau.values())
+    # the box filter's plateau: draws wander off the peaks
+    assert plateau["draws from q"][0] != pytest.approx(plateau["f_count peaks"][0], abs=1e-3)
+
+    # the same peaks, each now a spike of one height (q ~ 1/k on each of the k remaining ones)
+    found = model.infer(torch.as_tensor(data.images).float()).locations
+    raw = torch.zeros(len(data), 1, 64, 64)
+    for i, j in (found[..., 0] >= 0).nonzero().tolist():
+        raw[i, 0, found[i, j, 0], found[i, j, 1]] = 10.0
+
+    class Spikes(torch.nn.Module):
+        def forward(self, x):
+            return raw
+
+    model.loc_net = Spikes()
+    spike = recon_by_location_source(model, data, seed=0)
+    assert spike["draws from q"] == pytest.approx(spike["f_count peaks"], abs=1e-4)
+    assert spike["true centres"] == pytest.approx(plateau["true centres"], abs=1e-4)
