@@ -39,6 +39,8 @@ CASES = [
     (table1.main, ["--datasets", "mnist"], "invalid choice: 'mnist'"),
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
     ("inference_figure", ["/no/such.pt", "out.png"], "no checkpoint at /no/such.pt"),
+    ("location_gradient", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("location_gradient", ["x.pt", "--draws", "0"], "'0' is not a positive integer"),
     ("appearance_probe", ["--init", "/no/such.pt", "--out", "x.csv"], "no checkpoint at /no/such.pt"),
     ("appearance_probe", ["--init", str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"),
                           "--out", "x.csv"], "is a baseline, not a LAVAE"),
