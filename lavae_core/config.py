@@ -82,6 +82,8 @@ class Config:
     eval_every: int = 1000
     eval_images: int = 500             # held-out images for the count accuracy in metrics.csv
     ckpt_every: int = 2000
+    snapshot_every: int = 0            # also keep the weights every this many steps in
+                                       # <run>/snapshots/ (0: none), for the bound against minutes
     channels_last: bool = True
     # ---- execution of a training step (issue 9): none changes the model or the ELBO; a run may
     # ---- resume with other values (then bit-exact resume is not promised). Measurements:
@@ -115,6 +117,11 @@ BASELINE_FIELDS = ("dataset", "profile", "model", "channels", "image_size", "n_t
                    "vae_latents", "beta_anneal_steps", "steps", "batch_size", "lr", "seed",
                    "channels_last")
 BASELINE_ONLY = ("vae_width", "vae_latents", "beta_anneal_steps")
+
+
+# Fields that do not change what a run learns: not part of its recipe (a run may resume with other
+# values of these, and of ``steps``).
+BOOKKEEPING = ("log_every", "eval_every", "eval_images", "ckpt_every", "snapshot_every")
 
 
 def recipe_fields(model: str) -> tuple[str, ...]:
@@ -211,7 +218,7 @@ POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_w
                  "aux_latent_size", "vae_width", "vae_latents", "batch_size", "log_every", "eval_every",
                  "eval_images", "ckpt_every")
 NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_steps", "warmup_steps",
-                     "warmup_anneal_steps", "seed", "kl_anneal_steps")
+                     "warmup_anneal_steps", "seed", "kl_anneal_steps", "snapshot_every")
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
 NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits")
 PROBABILITIES = ("force_n1_start", "force_n1_end")

@@ -96,7 +96,7 @@ def iw_bound(model, images, k: int = 100, chunk: int | None = None, seed: int = 
             "n_images": int(len(b)), "wall_s": time.perf_counter() - t0, "per_image": b}
 
 
-def _split_data(cfg, split: str, n_images: int):
+def split_data(cfg, split: str, n_images: int):
     """The first ``n_images`` of a test split. The paper-sized split for trained profiles (a prefix
     of the cached 10k), a small in-memory one for smoke."""
     if cfg.profile == "smoke":
@@ -116,7 +116,7 @@ def bound_part(model, cfg, params: dict = BOUND_PARAMS, progress: bool = True, d
     check_params("bound", params)
     t0, out = time.perf_counter(), {}
     for split, n in params["images"].items():
-        d = data[split] if data else _split_data(cfg, split, n)
+        d = data[split] if data else split_data(cfg, split, n)
         r = iw_bound(model, d.images[:n], params["k"], params["chunk"], params["seed"], progress)
         out[split] = {"bound": r["bound"], "stderr": r["stderr"], "neg_elbo": r["neg_elbo"],
                       "n_images": r["n_images"], "per_image": [round(float(v), 6) for v in r["per_image"]]}
@@ -129,7 +129,7 @@ def count_part(model, cfg, params: dict = COUNT_PARAMS, progress: bool = True, d
     check_params("count", params)
     t0, out = time.perf_counter(), {}
     for split, n in params["images"].items():
-        d = data[split] if data else _split_data(cfg, split, n)
+        d = data[split] if data else split_data(cfg, split, n)
         pred, counts = predict_counts(model, d.images[:n], progress=progress), np.asarray(d.counts[:n])
         ok = (pred == counts).astype(np.int64)
         c = params["chunk"]

@@ -19,7 +19,7 @@ import numpy as np
 from . import REPO_ROOT
 from .checkpoint import CheckpointError, find_checkpoint, run_name
 from .cli import Parser, fail, non_negative_int
-from .config import DATASETS, PROFILES, Config, make_config, recipe_fields
+from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config, recipe_fields
 from .datasets import load_split
 from .evaluate import BOUND_PARAMS, COUNT_PARAMS, check_params
 from .floor import data_floor
@@ -35,8 +35,6 @@ PAPER_TABLE1 = {
     "multi-dsprites": {"lavae": (43.9, 1.0, ">= 99.9%"), "baseline": (45.8, 0.7, None)},
 }
 NO_FIELD = "no such field"   # today's side of a stored field that Config no longer has
-# Fields that do not change what a run learns: not part of its recipe.
-BOOKKEEPING = ("log_every", "eval_every", "eval_images", "ckpt_every")
 # Smoke scale (CI): seconds, on in-memory data.
 SMOKE_BOUND = {"k": 5, "images": {"test": 8, "test7": 4}, "chunk": 4, "seed": 0}
 SMOKE_COUNT = {"images": {"test": 16, "test7": 16}, "chunk": 8}

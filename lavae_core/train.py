@@ -14,7 +14,9 @@ weight ("kl_weight") over ``kl_anneal_steps`` (0 in the paper profile: none).
 At every evaluation metrics.csv also gets the location and appearance diagnostics of
 :mod:`lavae_core.diagnostics` (LAVAE, on 200 held-out 0-3-object images).
 
-A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.json and command.txt.
+A run folder holds checkpoint.pt (atomic, exact resume), metrics.csv, config.json and command.txt;
+with ``snapshot_every`` also snapshots/step_NNNNNN.pt (weights only, as shipped): the input of
+:mod:`lavae_core.curve` (the bound against training minutes).
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
-                         pick_device, save_checkpoint, ship_run)
+                         pick_device, save_checkpoint, ship_run, ship_weights)
 from .cli import Parser, fail, non_negative_int, one_line_warnings, parse_value, positive_number
-from .config import DATASETS, PROFILES, Config, make_config
+from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config
 from .counting import count_accuracy
 from .datasets import as_float, load_split
 from .diagnostics import COLUMNS as DIAG_COLUMNS
@@ -187,8 +189,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = Config.from_dict(ckpt["config"])
-        same = {k: v for k, v in old.to_dict().items() if k not in ("steps", "log_every", "eval_every",
-                                                                   "ckpt_every", *SPEED_FIELDS)}
+        same = {k: v for k, v in old.to_dict().items() if k not in ("steps", *BOOKKEEPING, *SPEED_FIELDS)}
         new = {k: v for k, v in cfg.to_dict().items() if k in same}
         if same != new:
             diff = {k: (same[k], new[k]) for k in same if same[k] != new[k]}
@@ -274,7 +275,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             n_in_window += 1
             timed_out = max_minutes is not None and time.perf_counter() - t_call > 60 * max_minutes
             do_eval = bool(eval_sets) and (step % cfg.eval_every == 0 or step == cfg.steps or timed_out)
-            do_ckpt = step % cfg.ckpt_every == 0 or step == cfg.steps or timed_out
+            do_snapshot = cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
+            do_ckpt = step % cfg.ckpt_every == 0 or step == cfg.steps or timed_out or do_snapshot
             if step % cfg.log_every == 0 or do_eval or step == cfg.steps or do_ckpt:
                 check_finite(step)   # waits for the device: the time below counts all its work
                 now = time.perf_counter()
@@ -301,6 +303,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
             bar.update(1)
             if do_ckpt:
                 checkpoint()
+            if do_snapshot:
+                ship_weights(ckpt_path, run_dir / "snapshots" / f"step_{step:06d}.pt")
             if step % cfg.log_every == 0 or do_eval or step == cfg.steps or do_ckpt:
                 t_mark = time.perf_counter()   # evaluation and checkpoints are not training time
             if timed_out:

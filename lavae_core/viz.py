@@ -15,7 +15,7 @@ from . import REPO_ROOT
 
 __all__ = ["FIGURES_DIR", "save_figure", "image_grid", "show_grid", "show_image", "plot_sprites", "plot_dataset_samples",
            "plot_dataset_stats", "plot_inference", "plot_samples", "plot_swap", "plot_location_traversal",
-           "plot_appearance_traversal", "plot_count_curve", "plot_training_curves"]
+           "plot_appearance_traversal", "plot_count_curve", "plot_training_curves", "plot_bound_curve"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -303,5 +303,31 @@ def plot_training_curves(csv_paths: dict, columns=("count_acc", "count_acc7"), x
             ax.set_title(col, fontsize=9)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bound_curve(rows, title: str | None = None):
+    """The K-sample bound (lower is better) against training minutes, one line per run, from the
+    rows of :mod:`lavae_core.curve` (LAVAE solid, baseline dashed; bars: standard error)."""
+    runs: dict = {}
+    for r in rows:
+        runs.setdefault(r["run"], []).append(r)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for run, rs in sorted(runs.items()):
+        rs = sorted(rs, key=lambda r: int(r["step"]))
+        first = rs[0]
+        ax.errorbar([float(r["train_minutes"]) for r in rs], [float(r["bound"]) for r in rs],
+                    yerr=[float(r["stderr"]) for r in rs], marker="o", ms=3, capsize=2,
+                    ls="-" if first["model"] == "lavae" else "--",
+                    label=f"{'LAVAE' if first['model'] == 'lavae' else 'baseline'} s{first['seed']} ({Path(run).name})")
+    if rows:
+        r = rows[0]
+        ax.set_title(title or f"{r['dataset']}: K = {r['k']} bound on {r['n_images']} {r['split']} images",
+                     fontsize=9)
+    ax.set_xlabel("training minutes (evaluation excluded)")
+    ax.set_ylabel("-log p(x) <= (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
