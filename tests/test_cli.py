@@ -40,6 +40,9 @@ CASES = [
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
     ("inference_figure", ["/no/such.pt", "out.png"], "no checkpoint at /no/such.pt"),
     ("location_gradient", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("freeze_locations", ["/no/such.pt", "out"], "could not read /no/such.pt"),
+    ("freeze_locations", [str(ROOT / "checkpoints/lavae_multi-mnist-1k_cpu_s0/weights.pt"), "out"],
+     "is not a LAVAE run's checkpoint.pt with its optimizer state"),
     ("location_gradient", ["x.pt", "--draws", "0"], "'0' is not a positive integer"),
     ("appearance_probe", ["--init", "/no/such.pt", "--out", "x.csv"], "no checkpoint at /no/such.pt"),
     ("appearance_probe", ["--init", str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"),
@@ -88,3 +91,20 @@ def test_help_still_works(capsys):
     with pytest.raises(SystemExit) as e:
         train.main(["--help"])
     assert e.value.code == 0 and "override any config field" in capsys.readouterr().out
+
+
+def test_freeze_locations_moves_everything_but_the_location_net(tmp_path):
+    import torch
+
+    from lavae_core.config import make_config
+    train.train(make_config("smoke", "multi-dsprites", steps=4), tmp_path / "run", progress=False)
+    before = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    _script("freeze_locations")([str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "frozen"), "--steps", "3"])
+    after = torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)
+    assert after["step"] == 7 and after["wall_s"] > before["wall_s"]
+    loc = [k for k in before["model"] if k.startswith("loc_net.") and "running" not in k
+           and before["model"][k].is_floating_point()]   # weights; batch norm statistics still follow the data
+    rest = [k for k in before["model"] if k.startswith(("app_net.", "sprite.")) and "running" not in k
+            and before["model"][k].is_floating_point()]
+    assert loc and all(torch.equal(before["model"][k], after["model"][k]) for k in loc)
+    assert any(not torch.equal(before["model"][k], after["model"][k]) for k in rest)
