@@ -99,7 +99,8 @@ def test_freeze_locations_moves_everything_but_the_location_net(tmp_path):
     from lavae_core.config import make_config
     train.train(make_config("smoke", "multi-dsprites", steps=4), tmp_path / "run", progress=False)
     before = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    _script("freeze_locations")([str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "frozen"), "--steps", "3"])
+    _script("freeze_locations")([str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "frozen"), "--steps", "3",
+                                  "--k", "2"])
     after = torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)
     assert after["step"] == 7 and after["wall_s"] > before["wall_s"]
     loc = [k for k in before["model"] if k.startswith("loc_net.") and "running" not in k
