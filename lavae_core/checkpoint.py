@@ -99,6 +99,16 @@ def load_lavae(path: str | os.PathLike, device: str | torch.device | None = None
     return model, cfg, ckpt
 
 
+def lavae_for_command(prog: str, path, device=None):
+    """:func:`load_lavae` for a command line ``prog``: a missing or unreadable file, or a
+    baseline, ends it with one line (``<prog>: error: ...``)."""
+    from .cli import fail
+    try:
+        return load_lavae(path, device)
+    except CheckpointError as e:
+        fail(prog, e)
+
+
 def ship_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a training checkpoint without optimizer and RNG state (the small file we ship)."""
     ckpt = torch.load(Path(src), map_location="cpu", weights_only=True)

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
 from lavae_core.cli import Parser, fail, non_negative_int, parse_value, positive_int  # noqa: E402
-from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
+from lavae_core.checkpoint import lavae_for_command  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import ink_iou  # noqa: E402
@@ -92,17 +92,11 @@ def main(argv=None) -> None:
         fail(prog, e)
     locate = None
     if a.locations:
-        try:
-            loc_model = load_lavae(a.locations)[0].eval()
-        except CheckpointError as e:
-            fail(prog, e)
+        loc_model = lavae_for_command(prog, a.locations)[0].eval()
         locate = lambda x, k: peak_positions(loc_model, x, k)  # noqa: E731
     torch.manual_seed(a.seed)
     if a.init:
-        try:
-            model, cfg, _ = load_lavae(a.init)
-        except CheckpointError as e:
-            fail(prog, e)
+        model, cfg, _ = lavae_for_command(prog, a.init)
         model.train()
     else:
         model = LAVAE(cfg)

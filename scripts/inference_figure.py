@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core import viz  # noqa: E402
-from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
-from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
+from lavae_core.checkpoint import lavae_for_command  # noqa: E402
+from lavae_core.cli import Parser, positive_int  # noqa: E402
 from lavae_core.datasets import as_float, load  # noqa: E402
 
 
@@ -23,10 +23,7 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=positive_int, default=8)
     p.add_argument("--dpi", type=positive_int, default=70)
     a = p.parse_args(argv)
-    try:
-        model, cfg, _ = load_lavae(a.checkpoint)
-    except CheckpointError as e:
-        fail(prog, e)
+    model, cfg, _ = lavae_for_command(prog, a.checkpoint)
     images = load(cfg.dataset, "test", progress=False).images[:a.images]
     viz.plot_inference(model, as_float(images)).savefig(a.out, dpi=a.dpi)
     print(f"wrote {a.out}")

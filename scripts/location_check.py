@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.baseline import gaussian_kl  # noqa: E402
-from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
-from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
+from lavae_core.checkpoint import lavae_for_command  # noqa: E402
+from lavae_core.cli import Parser, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import (box_masks, diagnose, location_stats, peak_heights,  # noqa: E402
                                     recon_by_location_source, redraw_rate)
@@ -81,10 +81,7 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=positive_int, default=200)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
-        model, cfg, ckpt = load_lavae(a.checkpoint)
-    except CheckpointError as e:
-        fail(prog, e)
+    model, cfg, ckpt = lavae_for_command(prog, a.checkpoint)
     data = load(cfg.dataset, "test").subset(np.arange(a.images))
     x = torch.as_tensor(data.images).float()
     print(f"{a.checkpoint}: step {ckpt['step']}, {a.images} test images")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lavae_core.checkpoint import CheckpointError, load_lavae  # noqa: E402
-from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
+from lavae_core.checkpoint import lavae_for_command  # noqa: E402
+from lavae_core.cli import Parser, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.lavae import bernoulli_log_prob, sample_without_replacement  # noqa: E402
 
@@ -55,10 +55,7 @@ def main(argv=None) -> None:
     p.add_argument("--draws", type=positive_int, default=8)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
-        model, cfg, ckpt = load_lavae(a.checkpoint)
-    except CheckpointError as e:
-        fail(prog, e)
+    model, cfg, ckpt = lavae_for_command(prog, a.checkpoint)
     model.eval()
     torch.manual_seed(a.seed)
     x = torch.as_tensor(load(cfg.dataset, "test").images[:a.images]).float()
