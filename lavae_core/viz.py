@@ -320,7 +320,8 @@ def plot_bound_curve(rows, title: str | None = None):
         ax.errorbar([float(r["train_minutes"]) for r in rs], [float(r["bound"]) for r in rs],
                     yerr=[float(r["stderr"]) for r in rs], marker="o", ms=3, capsize=2,
                     ls="-" if first["model"] == "lavae" else "--",
-                    label=f"{'LAVAE' if first['model'] == 'lavae' else 'baseline'} s{first['seed']} ({Path(run).name})")
+                    label=f"{'LAVAE' if first['model'] == 'lavae' else 'baseline'} s{first['seed']} "
+                          f"({int(rs[-1]['step']):,} steps)")
     if rows:
         r = rows[0]
         ax.set_title(title or f"{r['dataset']}: K = {r['k']} bound on {r['n_images']} {r['split']} images",
