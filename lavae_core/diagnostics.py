@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .baseline import gaussian_kl
-from .lavae import sample_without_replacement
+from .lavae import bernoulli_log_prob, sample_without_replacement
 
 COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj")
 
@@ -162,16 +162,14 @@ def recon_by_location_source(model, data, n_images: int = 200, seed: int = 0) ->
     "draws from q" (Eq. 8, 11, with the model's count, as the bound samples them) ->
     {source: (recon, ink_iou)}. A sharp q gives the same for the last two; a decoder that relies
     on another anchor than the box centre does better with its peaks than with the true centres."""
-    from .lavae import bernoulli_log_prob
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     n = min(n_images, len(data))
     x = torch.as_tensor(data.images[:n]).to(dev, torch.float32)
-    hw = model.cfg.image_size
-    flat = lambda p: p[..., 0].clamp(min=0) * hw + p[..., 1].clamp(min=0)  # noqa: E731
     h_app, h_loc = model.infer_maps(x)
-    inf = model.infer(x)
+    inf = model.infer(x)                   # counts and peaks (it recomputes the maps: eval only)
+    flat = model.locations_to_index        # absent (-1) slots map to pixel 0; they are masked
     pos = torch.as_tensor(data.positions[:n]).long().to(dev)
     gen = torch.Generator().manual_seed(seed)
     drawn = sample_without_replacement(h_loc.flatten(1), int(inf.n.max()), generator=gen,

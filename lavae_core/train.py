@@ -143,6 +143,15 @@ def make_train_step(model, opt, cfg: Config, dev: torch.device):
     return step
 
 
+def make_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
+    """Adamax (App. B); for LAVAE two groups: 0 the location net at ``lr_loc``, 1 the rest at ``lr``."""
+    if cfg.model != "lavae":
+        return torch.optim.Adamax(model.parameters(), lr=cfg.lr)
+    groups = model.param_groups()
+    return torch.optim.Adamax([{"params": groups["loc"], "lr": cfg.lr_loc},
+                               {"params": groups["rest"], "lr": cfg.lr}])
+
+
 def _open_csv(path: Path, step: int):
     """metrics.csv, truncated to rows at or before ``step`` (so a resumed run continues it)."""
     rows = []
@@ -178,12 +187,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
 
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     model = build_model(cfg).to(dev)
-    if cfg.model == "lavae":
-        groups = model.param_groups()
-        opt = torch.optim.Adamax([{"params": groups["loc"], "lr": cfg.lr_loc},
-                                  {"params": groups["rest"], "lr": cfg.lr}])
-    else:
-        opt = torch.optim.Adamax(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     step, wall = 0, 0.0
     if resume and ckpt_path.exists():

@@ -26,7 +26,7 @@ from lavae_core.config import Config  # noqa: E402
 from lavae_core.datasets import as_float, load_split  # noqa: E402
 from lavae_core.diagnostics import diagnose, recon_by_location_source  # noqa: E402
 from lavae_core.evaluate import iw_bound  # noqa: E402
-from lavae_core.train import make_train_step, schedules  # noqa: E402
+from lavae_core.train import make_optimizer, make_train_step, schedules  # noqa: E402
 
 
 def report(model, data, label: str, k: int) -> None:
@@ -58,8 +58,7 @@ def main(argv=None) -> None:
     torch.manual_seed(a.seed)
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
-    groups = model.param_groups()
-    opt = torch.optim.Adamax([{"params": groups["loc"], "lr": 0.0}, {"params": groups["rest"], "lr": cfg.lr}])
+    opt = make_optimizer(model, cfg)
     opt.load_state_dict(ckpt["optimizer"])
     dev = torch.device("cpu")
     step_fn = make_train_step(model, opt, cfg, dev)
