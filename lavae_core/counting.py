@@ -9,20 +9,33 @@ import torch
 from tqdm.auto import tqdm
 
 from .datasets import as_float
+from .lavae import f_count
+
+
+def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """f_count on every image (uint8 (N, C, H, W)) -> (N,) int64. ``model``: a LAVAE."""
+    return counts_at_thresholds(model, images, [model.cfg.count_threshold], batch_size, progress)[0]
 
 
 @torch.no_grad()
-def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """f_count on every image (uint8 (N, C, H, W)) -> (N,) int64. ``model``: a LAVAE."""
+def counts_at_thresholds(model, images, thresholds, batch_size: int = 256,
+                         progress: bool = False) -> np.ndarray:
+    """f_count on every image with each of ``thresholds`` (in units of gamma, as the config's
+    ``count_threshold``; App. B uses 4) -> (len(thresholds), N) int64. The location net runs once
+    per image; only the threshold changes, not q or the trained model."""
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds or min(thresholds) < 0:
+        raise ValueError(f"thresholds must be a non-empty list of numbers >= 0, got {thresholds}")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    cfg, device = model.cfg, next(model.parameters()).device
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="count", disable=not progress, leave=False):
         h_loc = model.infer_loc(as_float(images[i:i + batch_size], device))   # the location net only
-        out.append(model.count(h_loc)[0].cpu())
+        out.append(torch.stack([f_count(h_loc, t * cfg.gamma, cfg.count_window, cfg.max_objects)[0]
+                                for t in thresholds]).cpu())
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+    return torch.cat(out, 1).numpy() if out else np.zeros((len(thresholds), 0), dtype=np.int64)
 
 
 def count_accuracy(model, images, counts, batch_size: int = 256, progress: bool = False) -> dict:

@@ -47,6 +47,8 @@ CASES = [
     ("appearance_probe", ["--init", "/no/such.pt", "--out", "x.csv"], "no checkpoint at /no/such.pt"),
     ("appearance_probe", ["--init", str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"),
                           "--out", "x.csv"], "is a baseline, not a LAVAE"),
+    ("count_threshold", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("count_threshold", ["x.pt", "--gammas", "-1"], "'-1' is not a positive number"),
     ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
     ("inference_figure", [str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"), "out.png"],
      "is a baseline, not a LAVAE"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lavae_core.counting import accuracy_of, count_accuracy, predict_counts
+from lavae_core.counting import accuracy_of, count_accuracy, counts_at_thresholds, predict_counts
 from synthetic import blob_scenes, peaked_lavae
 
 
@@ -38,3 +38,26 @@ def test_counting_needs_only_the_location_net():
         assert torch.equal(model.infer_loc(x), model.infer_maps(x)[1])
         expected = model.count(model.infer_maps(x)[1])[0].numpy()
     assert (predict_counts(model, blob_scenes(8, seed=2)[0], batch_size=3) == expected).all()
+
+
+def test_counts_at_thresholds_on_a_hand_made_map():
+    """Two peaks of h_loc, 6 and 14 above the median: 2 objects at 1 gamma (4), 1 at 2 and 3 gamma,
+    none at the paper's 4 gamma (16); the config's own threshold gives predict_counts."""
+    model = peaked_lavae()
+
+    class TwoPeaks(torch.nn.Module):          # raw logits; h_loc = gamma * (raw - median)
+        def forward(self, x):
+            raw = torch.zeros(len(x), 1, 64, 64)
+            raw[:, :, 16, 16], raw[:, :, 40, 44] = 6 / model.cfg.gamma, 14 / model.cfg.gamma
+            return raw
+
+    model.loc_net = TwoPeaks()
+    images = np.zeros((5, 1, 64, 64), np.uint8)
+    counts = counts_at_thresholds(model, images, [1, 2, 3, 4], batch_size=2)
+    assert counts.shape == (4, 5)
+    assert (counts == np.array([[2], [1], [1], [0]])).all()
+    assert (counts_at_thresholds(model, images, [model.cfg.count_threshold])[0]
+            == predict_counts(model, images)).all()
+    for bad in ([], [-1.0]):
+        with pytest.raises(ValueError, match="thresholds"):
+            counts_at_thresholds(model, images, bad)
