@@ -9,7 +9,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .datasets import as_float
-from .lavae import f_count
 
 
 def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -28,12 +27,11 @@ def counts_at_thresholds(model, images, thresholds, batch_size: int = 256,
         raise ValueError(f"thresholds must be a non-empty list of numbers >= 0, got {thresholds}")
     was_training = model.training
     model.eval()
-    cfg, device = model.cfg, next(model.parameters()).device
+    device = next(model.parameters()).device
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="count", disable=not progress, leave=False):
         h_loc = model.infer_loc(as_float(images[i:i + batch_size], device))   # the location net only
-        out.append(torch.stack([f_count(h_loc, t * cfg.gamma, cfg.count_window, cfg.max_objects)[0]
-                                for t in thresholds]).cpu())
+        out.append(torch.stack([model.count(h_loc, t)[0] for t in thresholds]).cpu())
     model.train(was_training)
     return torch.cat(out, 1).numpy() if out else np.zeros((len(thresholds), 0), dtype=np.int64)
 

@@ -33,10 +33,13 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     print("| checkpoint | trained with | held-out set | " + " | ".join(f"{g:g} gamma" for g in a.gammas) + " |")
     print("|---|---|---|" + "---|" * len(a.gammas))
+    held_out = {}   # (data set, set name) -> images, generated once for all checkpoints
     for path in a.checkpoints:
         model, cfg, _ = lavae_for_command(prog, path)
         for name, (objects, seed) in HELD_OUT.items():
-            data = generate(cfg.dataset, a.images, objects, seed, progress=False)
+            if (cfg.dataset, name) not in held_out:
+                held_out[cfg.dataset, name] = generate(cfg.dataset, a.images, objects, seed, progress=False)
+            data = held_out[cfg.dataset, name]
             counts = counts_at_thresholds(model, data.images, a.gammas)
             cells = [f"{100 * accuracy_of(c, data.counts)['accuracy']:.1f} % "
                      f"({100 * (c > data.counts).mean():.1f} over)" for c in counts]
