@@ -94,7 +94,8 @@ class Config:
                                        # image instead of max n: results/benchmark_cpu_fast.json)
     compile: str | None = None         # torch.compile mode of the loss ("default",
                                        # "reduce-overhead" = CUDA graphs, "max-autotune"); None:
-                                       # eager. Off by default until a GPU lease measures it
+                                       # eager. Measured on one H100: "reduce-overhead" 1.74x eager
+                                       # (results/benchmark_gpu_compile.json); gpu_lease.sh sets it
     bf16: bool = False                 # bf16 autocast for the nets while training (sampling,
                                        # rendering, likelihood and KLs stay float32); GPU only
     tf32: bool = True                  # TF32 matmuls/convs on CUDA (PyTorch's conv default)

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lavae_core.cli import Parser, fail, positive_int  # noqa: E402
+from lavae_core.cli import Parser, fail, non_negative_int, positive_int  # noqa: E402
 from lavae_core.checkpoint import CheckpointError, build_model, hardware, pick_device, run_name  # noqa: E402
 from lavae_core.config import DATASETS, PROFILES, make_config  # noqa: E402
 from lavae_core.datasets import load_split  # noqa: E402
@@ -121,6 +121,37 @@ def step_flops(cfg, dev, phase_s) -> float:
     return float(fc.get_total_flops())
 
 
+def trace_steps(step, batches, s, dev, n: int) -> dict:
+    """Where one variant's step spends its time: torch.profiler over ``n`` steps (after the timed
+    rounds). On a GPU the device kernels, ranked by their own device time, and how many kernels a
+    step launches (a step made of thousands of small kernels is bound by their count, not by its
+    arithmetic); on the CPU the aten operators by their own CPU time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    cuda = dev.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(dev)
+    with profile(activities=acts) as prof:
+        for i in range(n):
+            step(batches[i % len(batches)], s)
+        sync(dev)
+    events = prof.key_averages()
+    if cuda:
+        rows = [e for e in events if e.device_type == DeviceType.CUDA]
+        t = lambda e: e.self_device_time_total  # noqa: E731
+    else:
+        rows = [e for e in events if e.key.startswith("aten::")]
+        t = lambda e: e.self_cpu_time_total  # noqa: E731
+    total = sum(t(e) for e in rows) or 1.0
+    top = sorted(rows, key=t, reverse=True)[:25]
+    return {"steps": n, "what": "CUDA kernels" if cuda else "aten operators (nested ones included)",
+            "per_step": round(sum(e.count for e in rows) / n, 1),
+            "time_ms_per_step": round(total / 1e3 / n, 3),
+            "top": [{"name": e.key[:120], "calls_per_step": round(e.count / n, 1),
+                     "ms_per_step": round(t(e) / 1e3 / n, 4), "share": round(t(e) / total, 4)}
+                    for e in top]}
+
+
 def compare_steps(a, dev) -> dict:
     """Eager and fast training steps side by side (issue 9); see the module docstring."""
     from lavae_core.checkpoint import load_checkpoint
@@ -176,6 +207,7 @@ def compare_steps(a, dev) -> dict:
                     r["step"](batches[i % 8], s)
                 sync(dev)
                 r["times"].append((time.perf_counter() - t0) / a.steps)
+        traces = {v: trace_steps(r["step"], batches, s, dev, a.trace) for v, r in runs.items()} if a.trace else {}
         out = {}
         for v, r in runs.items():
             if a.model == "lavae":
@@ -190,6 +222,8 @@ def compare_steps(a, dev) -> dict:
                       "warmup_s": round(t_compile[v], 2), "first_loss": r.get("first_loss")}
             if a.model == "lavae":
                 out[v]["mean_n_hat"] = round(sum(out_n) / len(out_n), 3)
+            if v in traces:
+                out[v]["trace"] = traces[v]
         first = a.steps_only[0]
         ref_loss = out[first]["first_loss"]
         for v in out:
@@ -234,6 +268,9 @@ def main(argv=None):
                    choices=["warm-up", "after-warm-up"], help="with --steps-only")
     p.add_argument("--loss-rtol", type=float, default=0.02, help="with --steps-only: a variant "
                    "agrees with the first when their first losses differ by less than this")
+    p.add_argument("--trace", type=non_negative_int, default=0, metavar="N",
+                   help="with --steps-only: also profile N steps of each variant (torch.profiler): "
+                   "kernels (operators on the CPU) per step and the 25 costliest")
     p.add_argument("--peak-tflops", type=float, help="with --steps-only: the device's peak, for the "
                    "fraction of it reached")
     a = p.parse_args(argv)
@@ -245,7 +282,10 @@ def main(argv=None):
         fail(prog, e)
     torch.set_flush_denormal(True)   # as lavae_core.train does
     if a.steps_only:
-        res = compare_steps(a, dev)
+        try:
+            res = compare_steps(a, dev)
+        except MNISTError as e:
+            fail(prog, e)
         for phase, out in res["phases"].items():
             for v, r in out.items():
                 if isinstance(r, dict):
@@ -253,6 +293,11 @@ def main(argv=None):
                           f"x{r['speed-up_vs_' + a.steps_only[0]]:.2f}  n_hat {r.get('mean_n_hat', '-')}  "
                           f"peak {r.get('fraction_of_peak', '-')}  warm-up {r['warmup_s']} s  "
                           f"agrees {r['agrees_with_' + a.steps_only[0]]}")
+                    if "trace" in r:
+                        tr = r["trace"]
+                        print(f"{'':14s}   {tr['per_step']} {tr['what']} per step, {tr['time_ms_per_step']} ms; "
+                              "costliest: " + "; ".join(f"{x['name'][:48]} {x['share']:.0%} ({x['calls_per_step']}/step)"
+                                                        for x in tr["top"][:4]))
         if a.out:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.out).write_text(json.dumps(res, indent=1))

@@ -11,10 +11,11 @@
 #      seconds (default 200), each an eager step side by side with them (scripts/benchmark.py
 #      --steps-only), paper profile, batch 64 -> $OUT/benchmark_gpu_fast.json and
 #      $OUT/benchmark_gpu_compile.json; the fastest variant that computes the eager loss (warm-up
-#      phase) becomes the runs' execution switches (static_slots, compile, bf16), unless --speed;
+#      phase; each variant's kernels per step and costliest kernels from torch.profiler, --trace 3)
+#      becomes the runs' execution switches (static_slots, compile, bf16), unless --speed;
 #   2. train: the runs of --runs side by side, one process each sharing the GPU (default: LAVAE on
-#      multi-MNIST-1k, its baseline, LAVAE on multi-dSprites; later: the dSprites baseline, then
-#      multi-MNIST-10k), each resumed from gpu_runs/<run>/checkpoint.pt for the time left minus 2
+#      multi-MNIST-1k and its baseline; then multi-dSprites, then multi-MNIST-10k: two at a time,
+#      see gpu_runs/README.md), each resumed from gpu_runs/<run>/checkpoint.pt for the time left minus 2
 #      minutes (python -m lavae_core.train --max-minutes: it stops with a checkpoint); a finished
 #      run is shipped to checkpoints/<run>/ (weights, metrics.csv, command.txt), its full
 #      checkpoint dropped;
@@ -36,7 +37,7 @@
 # gpu_runs), --out DIR (default $OUT, else lease_out). Environment: PYTHON (default
 # .venv/bin/python if present, else python3).
 # Data: the cached splits under data/ travel when the run's carry names them (e.g. carry
-# ["data/multi-mnist-1k", "data/multi-dsprites"]); a missing split is generated on the machine
+# ["data/multi-mnist-1k"]); a missing split is generated on the machine
 # (multi-MNIST needs the MNIST files in data/mnist or $LAVAE_MNIST_DIR).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,7 +45,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 budget=9 profile=paper seed=0 steps="" eval_images=500 eval_images7=200 k=100 bench=1 speed="" extra=""
 bench_steps=10 peak=989 state=gpu_runs out="${OUT:-lease_out}" unpack="" threads=4
 compile_timeout=200 eval_timeout=100
-runs="lavae:multi-mnist-1k baseline:multi-mnist-1k lavae:multi-dsprites"
+runs="lavae:multi-mnist-1k baseline:multi-mnist-1k"
 variants="eager static static+bf16"
 compile_variants="eager static+bf16+compile static+bf16+reduce-overhead"
 while [ "$#" -gt 0 ]; do
@@ -90,9 +91,13 @@ if [ -n "$unpack" ]; then   # here, after the lease: put the runs back for a com
     [ "${#tars[@]}" -gt 0 ] || { echo "gpu_lease.sh: no .tgz in $unpack" >&2; exit 1; }
     mkdir -p "$state"
     for t in "${tars[@]}"; do tar -xzf "$t"; echo "unpacked $t"; done
-    for f in "$unpack"/benchmark_gpu_fast.json "$unpack"/lease.log; do
-        [ -e "$f" ] && cp "$f" "$state/" && echo "copied $f to $state/"
+    stamp="$(date -u +%Y-%m-%d_%H%M)"   # the lease's log, GPU load and benchmarks, kept per lease
+    mkdir -p "$state/leases"
+    for f in "$unpack"/*; do
+        case "$f" in *.tgz) continue ;; esac
+        cp "$f" "$state/leases/${stamp}_$(basename "$f")" && chmod u+w "$state/leases/${stamp}_$(basename "$f")" && echo "copied $f to $state/leases/"
     done
+    rm -f "$state"/*/lease.log "$state"/*/eval.log   # copies of the lease's log; it is in leases/
     git status --short "$state" checkpoints | head -20
     exit 0
 fi
@@ -144,7 +149,7 @@ if [ "$bench" = 1 ]; then
         say "benchmark pass $pass ($vs), at most $limit s"
         # shellcheck disable=SC2086
         if timeout "$limit" "$PYTHON" scripts/benchmark.py --profile "$profile" --steps-only $vs \
-            --rounds 3 --steps "$bench_steps" --warmup 3 --peak-tflops "$peak" --phases warm-up \
+            --rounds 3 --steps "$bench_steps" --warmup 3 --peak-tflops "$peak" --phases warm-up --trace 3 \
             --out "$out/$name" 2>&1 | tee -a "$log"; then
             jsons+=("$out/$name")
         else
@@ -170,7 +175,7 @@ train_one() {   # run, dir, minutes: train, retrying once with the eager step if
     [ -n "$steps" ] && args+=(--steps "$steps")
     # shellcheck disable=SC2086
     if ! OMP_NUM_THREADS=$threads "$PYTHON" -m lavae_core.train "${args[@]}" --max-minutes "$mins" \
-            --set $speed $extra > "$dir/train.log" 2>&1; then
+            --set $speed $extra >> "$dir/train.log" 2>&1; then
         tail -n 20 "$dir/train.log" >> "$log"
         mins="$("$PYTHON" -c "print(round($(left) - $reserve, 2))")"
         say "$run failed with ${speed:-defaults}; retrying with the eager step for $mins min"

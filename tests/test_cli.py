@@ -38,6 +38,7 @@ CASES = [
     (table1.main, ["--seeds", "-1"], "'-1' is not an integer >= 0"),
     (table1.main, ["--datasets", "mnist"], "invalid choice: 'mnist'"),
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
+    ("benchmark", ["--steps-only", "eager", "--trace", "-1"], "'-1' is not an integer >= 0"),
     ("inference_figure", ["/no/such.pt", "out.png"], "no checkpoint at /no/such.pt"),
     ("location_gradient", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
     ("freeze_locations", ["/no/such.pt", "out"], "could not read /no/such.pt"),
