@@ -74,6 +74,10 @@ class Config:
     forced_no_loc_grad: bool = False   # forced-n=1 images send no gradient to h_loc (not in paper)
     reset_loc_opt: bool = False        # drop the location net's Adamax state when the warm-up
                                        # anneal ends (not in the paper; see CPU_CHANGES)
+    loc_sharpen: float = 0.0           # weight of an entropy penalty on each drawn location's q
+                                       # (not in the paper: 0 = none), faded in as the warm-up's
+                                       # squared loss fades out: sharpens q against the location
+                                       # KL's pull towards uniform; the reported ELBO is unchanged
     straight_through: bool = False     # hard locations forward, Gumbel-softmax gradient (not in
                                        # the paper, which renders the relaxed sample)
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -221,7 +225,8 @@ POSITIVE_INTS = ("channels", "image_size", "latent_dim", "max_objects", "count_w
 NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_steps", "warmup_steps",
                      "warmup_anneal_steps", "seed", "kl_anneal_steps", "snapshot_every")
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
-NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits")
+NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits",
+                       "loc_sharpen")
 PROBABILITIES = ("force_n1_start", "force_n1_end")
 
 

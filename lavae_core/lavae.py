@@ -384,6 +384,10 @@ class LAVAE(nn.Module):
         paper) ``loss`` takes kl_app only over the latent dimensions whose KL, averaged over the
         batch's present objects, is >= lambda: the gradient of Kingma et al.'s (2016) free-bits
         objective sum_j max(lambda, E[KL_j]); ``elbo`` and ``kl_app`` stay the true terms.
+        With ``cfg.loc_sharpen`` = lambda > 0 (not in the paper) ``loss`` adds lambda x (1 -
+        ``aux_weight``) x the entropy of every present slot's q (``loc_ent``): the location KL
+        rewards a spread q by its entropy, and a decoder that draws blurred prototypes rewards it
+        too, so q can stay a plateau; this pulls the other way once the warm-up has placed h_loc.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -450,8 +454,11 @@ class LAVAE(nn.Module):
         kl_n = -self.log_prior_n()[n_hat]
         neg_elbo = recon + kl_app + kl_loc + kl_n
         loss = recon + kl_weight * (kl_app_loss + kl_loc) + kl_n   # = neg_elbo at weight 1, no free bits
+        loc_ent = -(neg_ent * m).sum(1)                             # entropy of each drawn q, summed
+        if cfg.loc_sharpen > 0:    # entropy penalty, faded in as the warm-up's squared loss fades
+            loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * loc_ent
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
-               "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat}
+               "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent}
         if aux:
             aux_terms = self.aux.loss_terms(x)
             target = cfg.aux_target_scale * F.interpolate(
