@@ -249,6 +249,48 @@ def per_seed_markdown(rows) -> str:
     return "\n".join(out)
 
 
+def paper_runs(folder=REPO_ROOT / "gpu_runs") -> list[dict]:
+    """The ``paper``-profile runs advanced one GPU lease at a time (``gpu_runs/<run>/``, issue 9), one
+    line each from its latest evaluation (``eval.json``, written by ``scripts/gpu_lease.sh``),
+    finished or not: Table 1's paper-scale rows as they grow."""
+    rows = []
+    for path in sorted(Path(folder).glob("*/eval.json")):
+        r = json.loads(path.read_text())
+        b, c = r["bound"]["splits"], (r.get("count") or {}).get("splits", {})
+        run = path.parent
+        rows.append({"run": run.name, "dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
+                     "step": r["step"], "steps": r["config"]["steps"],
+                     "finished": (run / "finished").exists(),
+                     "resumable": (run / "checkpoint.pt").exists(),
+                     "train_minutes": round(r["train_wall_s"] / 60, 1), "hardware": r["trained_on"],
+                     "k": r["bound"]["params"]["k"], "bound_test": b["test"]["bound"],
+                     "bound_test7": b.get("test7", {}).get("bound"),
+                     "acc_test": c.get("test", {}).get("accuracy"),
+                     "acc_test7": c.get("test7", {}).get("accuracy"),
+                     "paper": PAPER_TABLE1[r["dataset"]][r["model"]]})
+    return sorted(rows, key=lambda x: (DATASETS.index(x["dataset"]), x["model"] != "lavae", x["seed"]))
+
+
+def paper_runs_markdown(rows) -> str:
+    """:func:`paper_runs` as Markdown, beside the paper's numbers; "" when there is none."""
+    if not rows:
+        return ""
+    out = ["| data set | model | state | -log p(x) <= (ours) | paper | 7 objects | n acc. 0-3 | n acc. 7 | "
+           "paper n acc. | train min | trained on |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        state = ("finished" if r["finished"] else f"step {r['step']:,} of {r['steps']:,}"
+                 + ("" if r["resumable"] else " (state not kept)"))
+        acc = [f"{100 * r[k]:.2f}%" if r[k] is not None else "—" for k in ("acc_test", "acc_test7")]
+        pm, ps, pacc = r["paper"]
+        out.append(f"| {r['dataset']} | {r['model']} | {state} | {_num(r['bound_test'])} | {pm} ± {ps} | "
+                   f"{_num(r['bound_test7'])} | {acc[0]} | {acc[1]} | {pacc or '—'} | {r['train_minutes']} | "
+                   f"{r['hardware'].split(',')[0]} |")
+    out.append(f"\n`paper` profile (Appendix B), seed {rows[0]['seed']}, K = {rows[0]['k']}; a run in "
+               "progress is evaluated as it stands (during LAVAE's 60k-step warm-up n is forced to 1 in "
+               "training, so its counts and bound mean little yet). State and history: gpu_runs/README.md.")
+    return "\n".join(out)
+
+
 def count_curves(records, split: str = "test0-10") -> dict:
     """{data set: {n objects: [count accuracy of each seed]}} from the records' count parts."""
     curves: dict = {}
@@ -261,13 +303,18 @@ def count_curves(records, split: str = "test0-10") -> dict:
 
 
 def write_results(res: dict, profile: str, folder=REPO_ROOT / "results") -> list[Path]:
-    """results/table1_<profile>.md, _seeds.md and .json."""
+    """results/table1_<profile>.md, _seeds.md and .json; and results/table1_paper_runs.md, the
+    ``paper`` runs of gpu_runs/ as they stand (:func:`paper_runs`), when there are any."""
     folder = Path(folder)
     folder.mkdir(exist_ok=True)
     out = [folder / f"table1_{profile}.md", folder / f"table1_{profile}_seeds.md", folder / f"table1_{profile}.json"]
     out[0].write_text(res["markdown"] + "\n")
     out[1].write_text(per_seed_markdown(res["rows"]) + "\n")
     out[2].write_text(json.dumps(res["rows"], indent=1) + "\n")
+    paper = paper_runs_markdown(paper_runs())
+    if paper:
+        out.append(folder / "table1_paper_runs.md")
+        out[-1].write_text(paper + "\n")
     return out
 
 

@@ -137,3 +137,27 @@ def test_run_is_current_reads_a_run_folders_config(tmp_path):
     assert run_is_current(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(dict(cfg, warmup_steps=200)))
     assert not run_is_current(tmp_path)
+
+
+def test_paper_runs_show_each_gpu_run_as_it_stands(tmp_path):
+    """gpu_runs/<run>/eval.json -> one line per paper-profile run: its step of the 200k, whether its
+    state is kept, its bound and counts beside the paper's; finished runs say so."""
+    import json
+    from lavae_core.table1 import paper_runs, paper_runs_markdown
+    assert paper_runs(tmp_path) == [] and paper_runs_markdown([]) == ""
+    for name, model, step, state in (("a", "baseline", 47300, "checkpoint.pt"), ("b", "lavae", 7401, None),
+                                     ("c", "lavae", 200000, "finished")):
+        rec = _record(model, bound=80.0 if model == "baseline" else 400.0)
+        rec.update(step=step, profile="paper", trained_on="NVIDIA H100 80GB HBM3 (CUDA), torch 2.11")
+        rec["config"]["steps"] = 200000
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps(rec))
+        if state:
+            (tmp_path / name / state).write_text("")
+    rows = paper_runs(tmp_path)
+    assert [(r["model"], r["step"]) for r in rows] == [("lavae", 7401), ("lavae", 200000), ("baseline", 47300)]
+    md = paper_runs_markdown(rows)
+    assert "| lavae | step 7,401 of 200,000 (state not kept) | 400.0 | 43.9 ± 1.0 |" in md
+    assert "| lavae | finished | 400.0 |" in md
+    assert "| baseline | step 47,300 of 200,000 | 80.0 | 45.8 ± 0.7 | 320.0 | — | — |" in md
+    assert "NVIDIA H100 80GB HBM3 (CUDA) |" in md
