@@ -398,8 +398,10 @@ class LAVAE(nn.Module):
         parallel", at full weight (its own negative ELBO; no parameter is shared, so this only
         trains it), plus ``aux_weight`` x the squared distance between h_loc and its KL map
         (bilinearly up-sampled to D, times ``cfg.aux_target_scale``, no gradient into it; with
-        ``cfg.aux_target_centred`` measured from its per-image median, as h_loc is). Only the
-        squared distance is "linearly annealed to 0".
+        ``cfg.aux_target_centred`` measured from its per-image median, as h_loc is), weighted by
+        ``cfg.aux_sq_weight``. App. B's h_loc is the net's output before gamma, ours after it, so the
+        paper's (h_loc - KL map)^2 is ours with scale gamma and weight 1/gamma^2 (the paper profile's
+        4 and 1/16). Only the squared distance is "linearly annealed to 0".
 
         Two executions of the same function (issue 9). Eager (``static`` False): K = max n over
         the batch slots and f_sprite on the present objects (boolean indexing): one host read per

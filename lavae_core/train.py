@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
                          pick_device, save_checkpoint, ship_run, ship_weights)
 from .cli import Parser, fail, non_negative_int, one_line_warnings, parse_value, positive_number
-from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config
+from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config, recipe_fields
 from .counting import count_accuracy
 from .datasets import as_float, load_split
 from .diagnostics import COLUMNS as DIAG_COLUMNS
@@ -193,7 +193,9 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = Config.from_dict(ckpt["config"])
-        same = {k: v for k, v in old.to_dict().items() if k not in ("steps", *BOOKKEEPING, *SPEED_FIELDS)}
+        # what the model learns must match (fields it does not read may have changed since)
+        keep = set(recipe_fields(cfg.model)) - {"steps", *BOOKKEEPING, *SPEED_FIELDS}
+        same = {k: v for k, v in old.to_dict().items() if k in keep}
         new = {k: v for k, v in cfg.to_dict().items() if k in same}
         if same != new:
             diff = {k: (same[k], new[k]) for k in same if same[k] != new[k]}

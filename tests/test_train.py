@@ -94,6 +94,17 @@ def test_resume_with_another_config_is_refused(tmp_path, scenes):
               progress=False)
 
 
+def test_a_baseline_resumes_across_a_change_to_lavae_only_fields(tmp_path, scenes):
+    """A field only LAVAE reads (here the warm-up target) cannot change what a baseline learns, so
+    its run continues; a field it reads (lr) still stops it."""
+    kw = dict(train_images=scenes[0], eval_sets={}, progress=False)
+    train(make_config("smoke", model="baseline", steps=2), tmp_path, **kw)
+    row = train(make_config("smoke", model="baseline", steps=4, aux_target_scale=1.0), tmp_path, **kw)
+    assert row["step"] == 4
+    with pytest.raises(CheckpointError, match="different config"):
+        train(make_config("smoke", model="baseline", steps=6, lr=0.1), tmp_path, **kw)
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, scenes, monkeypatch):
     cfg = make_config("smoke", steps=2)
     train(cfg, tmp_path, train_images=scenes[0], eval_sets={}, progress=False)
