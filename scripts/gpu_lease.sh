@@ -167,9 +167,8 @@ fi
 
 # ---- 2. train the runs, side by side (one process each, sharing the GPU) -----------------------
 reserve=2   # minutes kept for evaluation and packing
-train_one() {   # run, dir, minutes: train, retrying once with the eager step if the fast one fails
-    local run="$1" dir="$2" mins="$3" model dataset
-    model="${run%%_*}"; dataset="${run#*_}"; dataset="${dataset%_"${profile}"_s*}"
+train_one() {   # run, dir, minutes, model, data set: train, retrying once with the eager step if the fast one fails
+    local run="$1" dir="$2" mins="$3" model="$4" dataset="$5"
     local args=(--profile "$profile" --dataset "$dataset" --model "$model" --seed "$seed" --run-dir "$dir"
                 --no-progress)
     [ -n "$steps" ] && args+=(--steps "$steps")
@@ -203,7 +202,7 @@ if "$PYTHON" -c "import sys; sys.exit(0 if $mins >= 0.5 else 1)"; then
         mkdir -p "$dir"
         say "train $run for up to $mins min: ${speed:-(defaults)} $extra"
         touched+=("$run")
-        train_one "$run" "$dir" "$mins" &
+        train_one "$run" "$dir" "$mins" "$model" "$dataset" &
         pids+=($!)
     done
     [ "${#pids[@]}" -gt 0 ] && { wait "${pids[@]}" || true; }
