@@ -41,7 +41,9 @@ def f_count(h_loc: torch.Tensor, threshold: float, window: int, max_objects: int
     two objects of the data sets, whose centres are at least a box width apart.
     """
     h = h_loc.reshape(h_loc.shape[0], 1, *h_loc.shape[-2:])
-    pooled = F.max_pool2d(h, window, stride=1, padding=window // 2)
+    # the window's maximum, separably (rows, then columns): the same values, ~window/2 x cheaper
+    pooled = F.max_pool2d(h, (1, window), stride=1, padding=(0, window // 2))
+    pooled = F.max_pool2d(pooled, (window, 1), stride=1, padding=(window // 2, 0))
     peaks = ((h == pooled) & (h > threshold)).squeeze(1)
     return peaks.flatten(1).sum(1).clamp(max=max_objects), peaks
 
@@ -80,6 +82,9 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
     if block > 1 and (block % 2 == 0 or side * side != d):
         raise ValueError(f"block must be odd and the logits a flattened square map, got block {block}, D = {d}")
     taken = torch.zeros(b, d, dtype=torch.bool, device=logits.device)
+    if block > 1:   # row and column of every location, to block the square around each draw
+        pix = torch.arange(d, device=logits.device)
+        rows, cols, half = pix // side, pix % side, block // 2
     idx, ys, log_q, neg_ent = [], [], [], []
     for _ in range(k):
         lg = logits.masked_fill(taken, TAKEN)
@@ -96,8 +101,11 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
         if tau is not None:
             ys.append(((lg + g) / tau).softmax(1))
         idx.append(i)
-        taken = taken.scatter(1, i[:, None], True) if block == 1 else taken | (F.max_pool2d(
-            F.one_hot(i, d).to(logits.dtype).view(b, 1, side, side), block, 1, block // 2).view(b, d) > 0)
+        if block == 1:
+            taken = taken.scatter(1, i[:, None], True)
+        else:
+            near_r = (rows[None] - (i // side)[:, None]).abs() <= half
+            taken = taken | (near_r & ((cols[None] - (i % side)[:, None]).abs() <= half))
     if k == 0:
         empty = logits.new_zeros(b, 0)
         return (empty.long(), (logits.new_zeros(b, 0, d) if tau is not None else None), empty,

@@ -120,6 +120,37 @@ def test_blocked_draws_keep_their_distance():
         make_config("smoke", loc_block=2)
 
 
+def test_blocked_draws_equal_a_max_pool_reference():
+    """The blocked square is built from rows and columns (cheap); on the same noise it takes out
+    exactly what a block x block max-pool of each draw's one-hot map does, also at the edges."""
+    torch.manual_seed(1)
+    b, side, k, block = 64, 12, 5, 5
+    logits = torch.randn(b, side * side) * 2
+    noise = torch.rand(k, b, side * side)
+    idx = sample_without_replacement(logits, k, noise=noise, block=block)[0]
+    taken = torch.zeros(b, side * side, dtype=torch.bool)
+    ref = []
+    for j in range(k):
+        g = -torch.log(-torch.log(noise[j].clamp(1e-10, 1 - 1e-7)))
+        i = (logits.masked_fill(taken, -1e4) + g).argmax(1)
+        ref.append(i)
+        hot = torch.nn.functional.one_hot(i, side * side).float().view(b, 1, side, side)
+        taken |= torch.nn.functional.max_pool2d(hot, block, 1, block // 2).view(b, -1) > 0
+    assert torch.equal(idx, torch.stack(ref, 1))
+    assert (idx % side < 2).any() and (idx // side >= side - 2).any()   # the edges were exercised
+
+
+def test_f_count_equals_a_square_max_pool():
+    """f_count's separable window maximum finds the same peaks as the square max-pool."""
+    torch.manual_seed(2)
+    h = torch.randn(8, 64, 64).cumsum(1).cumsum(2) / 8      # smooth-ish maps with many maxima
+    for window in (3, 11, 15):
+        pooled = torch.nn.functional.max_pool2d(h[:, None], window, 1, window // 2)[:, 0]
+        ref = (h == pooled) & (h > 0.5)
+        counts, peaks = f_count(h, 0.5, window, 10_000)
+        assert torch.equal(peaks, ref) and torch.equal(counts, ref.flatten(1).sum(1))
+
+
 def test_blocked_location_kl_matches_exact_enumeration():
     """With block = 3 on a 4 x 4 map the analytic per-step term still estimates the exact
     E_q[log q(z_1) + log q(z_2 | z_1) - log p(z_1, z_2)] (q blocks the 3x3 square, the prior only
