@@ -270,7 +270,7 @@ def plot_count_curve(results: dict, title: str = "count accuracy vs number of ob
         if n_seeds > 1:
             ax.fill_between(ns, [per_n[n].min() for n in ns], [per_n[n].max() for n in ns],
                             color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.axvspan(-0.5, 3.5, color="0.9", label="training range")
+    ax.axvspan(-0.5, 3.5, color="0.9", label="training range", zorder=0)  # under the seed bands
     ax.set_xlabel("true number of objects")
     ax.set_ylabel("count accuracy")
     ax.set_ylim(0, 1.02)
