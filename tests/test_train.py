@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lavae_core.checkpoint import CheckpointError, load_checkpoint, ship_run, ship_weights
-from lavae_core.config import CPU_CHANGES, make_config
+from lavae_core.config import CPU_CHANGES, DATASETS, cpu_changes, make_config
 from lavae_core.train import NonFiniteLossError, main, schedules, train
 from synthetic import blob_scenes
 
@@ -32,6 +32,12 @@ def test_schedules_follow_appendix_b():
 def test_profiles_and_errors():
     cpu = make_config("cpu")
     assert all(getattr(cpu, k) == v for k, (v, _) in CPU_CHANGES.items())
+    for ds in DATASETS:   # a per-data-set change wins over the general one, on its data set only
+        cfg = make_config("cpu", ds)
+        assert all(getattr(cfg, k) == v for k, (v, _) in cpu_changes(ds).items())
+    assert make_config("cpu", "multi-dsprites").loc_sharpen == 0.0
+    assert make_config("cpu", "multi-mnist-10k").loc_sharpen == CPU_CHANGES["loc_sharpen"][0] > 0
+    assert make_config("cpu", "multi-dsprites", loc_sharpen=2.0).loc_sharpen == 2.0   # overrides win
     assert make_config("paper", "multi-dsprites").sprite_size == 21
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
         make_config("gpu")
