@@ -2,7 +2,8 @@
 
 ``paper`` holds the numbers of Appendix B (and our reading of them where the paper is silent, marked
 "not in the paper"). ``cpu`` is a recipe sized for 2 CPU cores; every difference from ``paper`` is
-listed in ``CPU_CHANGES`` and, for one data set only, ``CPU_DATASET_CHANGES`` (and in the README). ``smoke`` runs in seconds, for tests and CI.
+listed in ``CPU_CHANGES`` and, where one data set differs, ``CPU_DATASET_CHANGES`` (both in the
+README; :func:`cpu_changes` merges them). ``smoke`` runs in seconds, for tests and CI.
 """
 from __future__ import annotations
 
