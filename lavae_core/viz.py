@@ -307,9 +307,13 @@ def plot_training_curves(csv_paths: dict, columns=("count_acc", "count_acc7"), x
     return fig
 
 
-def plot_bound_curve(rows, title: str | None = None):
-    """The K-sample bound (lower is better) against training minutes, one line per run, from the
-    rows of :mod:`lavae_core.curve` (LAVAE solid, baseline dashed; bars: standard error)."""
+def plot_bound_curve(rows, title: str | None = None, x: str = "minutes"):
+    """The K-sample bound (lower is better) against training minutes (``x="minutes"``) or steps
+    (``x="steps"``), one line per run, from the rows of :mod:`lavae_core.curve` (LAVAE solid,
+    baseline dashed; bars: standard error)."""
+    if x not in ("minutes", "steps"):
+        raise ValueError(f"x must be 'minutes' or 'steps', got {x!r}")
+    column = "train_minutes" if x == "minutes" else "step"
     runs: dict = {}
     for r in rows:
         runs.setdefault(r["run"], []).append(r)
@@ -317,7 +321,7 @@ def plot_bound_curve(rows, title: str | None = None):
     for run, rs in sorted(runs.items()):
         rs = sorted(rs, key=lambda r: int(r["step"]))
         first = rs[0]
-        ax.errorbar([float(r["train_minutes"]) for r in rs], [float(r["bound"]) for r in rs],
+        ax.errorbar([float(r[column]) for r in rs], [float(r["bound"]) for r in rs],
                     yerr=[float(r["stderr"]) for r in rs], marker="o", ms=3, capsize=2,
                     ls="-" if first["model"] == "lavae" else "--",
                     label=f"{'LAVAE' if first['model'] == 'lavae' else 'baseline'} s{first['seed']} "
@@ -326,7 +330,7 @@ def plot_bound_curve(rows, title: str | None = None):
         r = rows[0]
         ax.set_title(title or f"{r['dataset']}: K = {r['k']} bound on {r['n_images']} {r['split']} images",
                      fontsize=9)
-    ax.set_xlabel("training minutes (evaluation excluded)")
+    ax.set_xlabel("training minutes (evaluation excluded)" if x == "minutes" else "training steps")
     ax.set_ylabel("-log p(x) <= (nats)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -45,6 +45,11 @@ def test_bounds_of_every_snapshot_and_no_recomputation(runs, tmp_path, monkeypat
     assert [(r["run"], int(r["step"])) for r in again] == [(r["run"], r["step"]) for r in rows]
     fig = plot_bound_curve(again)
     assert len(fig.axes[0].get_legend().get_texts()) == 2
+    by_steps = plot_bound_curve(again, x="steps")
+    xs = {float(v) for line in by_steps.axes[0].lines for v in line.get_xdata()}
+    assert xs == {3.0, 6.0} and by_steps.axes[0].get_xlabel() == "training steps"
+    with pytest.raises(ValueError, match="x must be 'minutes' or 'steps', got 'epochs'"):
+        plot_bound_curve(again, x="epochs")
 
 
 def test_a_run_without_snapshots_is_a_one_line_error(tmp_path, capsys):
