@@ -270,3 +270,14 @@ def test_gpu_lease_script_rejects_bad_input():
         r = subprocess.run(["bash", "scripts/gpu_lease.sh", *args], cwd=REPO_ROOT,
                            capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
+
+
+def test_gpu_curve_script_rejects_bad_input(tmp_path):
+    import subprocess
+    from lavae_core import REPO_ROOT
+    for args, code, msg in ((["--bogus", "1"], 2, "unknown option --bogus"),
+                            (["--minutes"], 2, "--minutes needs a value"),
+                            (["--unpack", str(tmp_path)], 1, f"no curve.tgz in {tmp_path}")):
+        r = subprocess.run(["bash", "scripts/gpu_curve.sh", *args], cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == code and msg in r.stderr, (args, r.stderr)
