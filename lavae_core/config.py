@@ -202,6 +202,8 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
 
 def cpu_changes(dataset: str = "multi-mnist-1k") -> dict[str, tuple[object, str]]:
     """Every field the cpu profile changes on ``dataset``: {field: (value, why)}."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
     return {**CPU_CHANGES, **CPU_DATASET_CHANGES.get(dataset, {})}
 
 

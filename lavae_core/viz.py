@@ -209,7 +209,7 @@ def plot_swap(model, images, shift: int = 1):
     for i in range(len(x)):
         show_image(axes[0, i], inf.recon[i], "original" if i == 0 else None)
         show_image(axes[1, i], swapped[i], "swapped" if i == 0 else None)
-    fig.tight_layout(pad=0.2)
+    fig.tight_layout(pad=0.2, h_pad=1.2)   # room for the second row's title
     return fig
 
 

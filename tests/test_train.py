@@ -38,6 +38,8 @@ def test_profiles_and_errors():
     assert make_config("cpu", "multi-dsprites").loc_sharpen == 0.0
     assert make_config("cpu", "multi-mnist-10k").loc_sharpen == CPU_CHANGES["loc_sharpen"][0] > 0
     assert make_config("cpu", "multi-dsprites", loc_sharpen=2.0).loc_sharpen == 2.0   # overrides win
+    with pytest.raises(ValueError, match="unknown data set 'multi-mnist'; choose one of"):
+        cpu_changes("multi-mnist")
     assert make_config("paper", "multi-dsprites").sprite_size == 21
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
         make_config("gpu")
