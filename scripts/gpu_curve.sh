@@ -15,7 +15,7 @@
 # --profile P (default cpu), --steps N (cap, default 100000), --snapshot-every N (default 1000),
 # --eval-every N (metrics.csv's evaluation, default 1000), --images N (curve images, default
 # 1000), --k K (default 100), --threads T (CPU threads per process, default 2), --set "KEY=VALUE
-# ..." (more config overrides; default tf32=false: the CPU recipe's float32 arithmetic), --state
+# ..." (config overrides, replacing the default tf32=false: the CPU recipe's float32), --state
 # DIR (default runs/gpu_curve), --out DIR (default $OUT, else curve_out).
 # Data: carry the cached split (e.g. carry ["data/multi-mnist-1k"]); a missing one is generated.
 # Kept in the tarball per run: metrics.csv, config.json, command.txt, train.log, eval.json, the
@@ -74,7 +74,7 @@ if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 > "$state/gpu_load.csv" 2>&1 &
     smi=$!
 fi
-dirs=() pids=() datasets=()
+dirs=() pids=()
 for r in $runs; do
     IFS=: read -r model dataset seed <<< "$r"
     dir="$state/${model}_${dataset}_${profile}_s${seed}"
@@ -92,7 +92,7 @@ wait "${pids[@]}"
 [ -n "$smi" ] && kill "$smi" 2> /dev/null
 for dir in "${dirs[@]}"; do say "$(tail -n 1 "$dir/train.log" | cut -c1-400)"; done
 
-# every snapshot's bound (one process per data set, runs side by side), the final weights' evaluation
+# every snapshot's bound and the final weights' evaluation, one process per run, side by side
 pids=()
 for dir in "${dirs[@]}"; do
     [ -e "$dir/checkpoint.pt" ] || { say "$dir has no checkpoint"; continue; }
