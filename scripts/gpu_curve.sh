@@ -29,7 +29,7 @@ extra="tf32=false" state=runs/gpu_curve out="${OUT:-curve_out}" unpack=""
 runs="lavae:multi-mnist-1k:0 lavae:multi-mnist-1k:1 lavae:multi-mnist-1k:2 baseline:multi-mnist-1k:0 baseline:multi-mnist-1k:1 baseline:multi-mnist-1k:2"
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     esac
     [ "$#" -ge 2 ] || { echo "gpu_curve.sh: $1 needs a value" >&2; exit 2; }
     case "$1" in
