@@ -105,7 +105,12 @@ class Config:
                                        # eager. Measured on one H100: "reduce-overhead" 1.74x eager
                                        # (results/benchmark_gpu_compile.json); gpu_lease.sh sets it
     bf16: bool = False                 # bf16 autocast for the nets while training (sampling,
-                                       # rendering, likelihood and KLs stay float32); GPU only
+                                       # rendering, likelihood and KLs stay float32; evaluation
+                                       # is float32). GPUs, and CPUs with native bf16 (AMX): on
+                                       # the 2-core Xeon side by side a baseline step 1.98x, a
+                                       # LAVAE step 1.66x (results/benchmark_cpu_bf16_*.json),
+                                       # whole LAVAE runs 1.15x and no better bound a minute
+                                       # (results/appearance/README.md); off in every profile
     tf32: bool = True                  # TF32 matmuls/convs on CUDA (PyTorch's conv default)
 
     def to_dict(self) -> dict:
