@@ -71,7 +71,8 @@ say "git $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(git status --po
 
 smi=""
 if command -v nvidia-smi > /dev/null; then
-    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 > "$state/gpu_load.csv" 2>&1 &
+    # appended: a second call on the same warm machine keeps the first call's load (one header each)
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 >> "$state/gpu_load.csv" 2>&1 &
     smi=$!
 fi
 dirs=() pids=()
