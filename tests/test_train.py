@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lavae_core.checkpoint import CheckpointError, load_checkpoint, ship_run, ship_weights
+from lavae_core.checkpoint import CheckpointError, build_model, load_checkpoint, ship_run, ship_weights
 from lavae_core.config import CPU_CHANGES, DATASETS, cpu_changes, make_config
 from lavae_core.train import NonFiniteLossError, main, schedules, train
 from synthetic import blob_scenes
@@ -290,7 +290,6 @@ def test_bf16_runs_the_nets_in_bfloat16_while_training_only(scenes, model):
     """``bf16`` (an execution switch, also on the CPU): in evaluation it changes nothing; in
     training the nets run under bf16 autocast, so the loss moves by bf16 rounding only (within 5 %,
     not bit-equal) and every gradient stays finite float32."""
-    from lavae_core.checkpoint import build_model
     torch.manual_seed(0)
     plain = build_model(make_config("smoke", model=model))
     half = build_model(make_config("smoke", model=model, bf16=True))
