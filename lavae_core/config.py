@@ -48,6 +48,10 @@ class Config:
                                        # map; our h_loc includes gamma, so that is gamma (4) here
     aux_sq_weight: float = 0.0625      # weight of the warm-up's squared distance: the paper's
                                        # (un-scaled output - KL map)^2 = ours / gamma^2 (1/16)
+    aux_floor: float = 0.0             # the auxiliary weight falls to this after the warm-up, not
+                                       # to 0 (not in the paper): the pull of h_loc towards the
+                                       # target then goes on (issue 8: after the warm-up nothing
+                                       # else reaches h_loc's low maxima, which f_count counts)
     aux_target_centred: bool = False   # subtract the target's per-image median (not in the paper;
                                        # on for multi-dSprites, whose KL-map background is not ~0:
                                        # h_loc is median-centred, so an offset target is unreachable)
@@ -110,7 +114,10 @@ class Config:
                                        # the 2-core Xeon side by side a baseline step 1.98x, a
                                        # LAVAE step 1.66x (results/benchmark_cpu_bf16_*.json),
                                        # whole LAVAE runs 1.15x and no better bound a minute
-                                       # (results/appearance/README.md); off in every profile
+                                       # (results/appearance/README.md); off in every profile.
+                                       # Without native bf16 (the 2-core AMD EPYC, AVX2) a
+                                       # LAVAE step is 10x slower (benchmark_cpu_bf16_lavae_epyc
+                                       # .json): training warns
     tf32: bool = True                  # TF32 matmuls/convs on CUDA (PyTorch's conv default)
 
     def to_dict(self) -> dict:
@@ -259,7 +266,7 @@ NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_st
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
 NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits",
                        "loc_sharpen")
-PROBABILITIES = ("force_n1_start", "force_n1_end")
+PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
 
 
 KINDS = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string",

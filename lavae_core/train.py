@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,7 +51,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def schedules(cfg: Config, step: int) -> dict[str, float]:
-    """Every annealed quantity of Appendix B at a given step."""
+    """Every annealed quantity of Appendix B at a given step (``aux_floor``, not in the paper,
+    keeps the auxiliary weight from falling below it)."""
     frac = lambda n: min(step / n, 1.0) if n > 0 else 1.0  # noqa: E731
     if step < cfg.warmup_steps:
         anneal = 0.0
@@ -62,7 +64,7 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
         "tau": cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac(cfg.tau_steps),
         "lr_loc": cfg.lr_loc * cfg.lr_loc_decay ** (-frac(cfg.lr_loc_decay_steps)),
         "lr": cfg.lr,
-        "aux_weight": 1.0 - anneal,
+        "aux_weight": max(1.0 - anneal, cfg.aux_floor),
         "p_force_one": cfg.force_n1_start + (cfg.force_n1_end - cfg.force_n1_start) * anneal,
         "beta": frac(cfg.beta_anneal_steps),
         "kl_weight": frac(cfg.kl_anneal_steps),
@@ -82,6 +84,12 @@ def stat_keys(model_kind: str, aux: bool) -> list[str]:
     return ["loss", "recon", "kl", "elbo"]
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), as autocast's CPU path
+    needs to be faster than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def make_train_step(model, opt, cfg: Config, dev: torch.device):
     """One optimisation step, ``step(x, s) -> stats`` with ``s`` the schedules of that step and
     ``stats`` a device vector of the batch means named by :func:`stat_keys` (the loss first).
@@ -95,6 +103,10 @@ def make_train_step(model, opt, cfg: Config, dev: torch.device):
     """
     lavae = cfg.model == "lavae"
     static = (cfg.static_slots if cfg.static_slots is not None else dev.type == "cuda") if lavae else True
+    if cfg.bf16 and dev.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("bf16=True on a CPU without native bf16 (no AMX/AVX512-BF16): bf16 is emulated "
+                      "there, measured 10x slower than float32 on the 2-core AMD EPYC "
+                      "(results/benchmark_cpu_bf16_lavae_epyc.json); set bf16=false", stacklevel=2)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)

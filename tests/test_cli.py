@@ -10,12 +10,17 @@ from lavae_core import datasets, evaluate, records, table1, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    """main() of scripts/<name>.py."""
+def _script_module(name: str):
+    """scripts/<name>.py as a module."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def _script(name: str):
+    """main() of scripts/<name>.py."""
+    return _script_module(name).main
 
 
 CASES = [
@@ -24,6 +29,7 @@ CASES = [
     (train.main, ["--set", "batch_size=0"], "config field batch_size must be a positive integer, got 0"),
     (train.main, ["--set", "not_a_field=3"], "unknown config field 'not_a_field'"),
     (train.main, ["--set", "lr"], "--set expects KEY=VALUE"),
+    (train.main, ["--set", "aux_floor=2"], "config field aux_floor must be a probability in [0, 1], got 2"),
     (train.main, ["--profile", "gpu"], "argument --profile: invalid choice: 'gpu'"),
     (train.main, ["--max-minutes", "0"], "'0' is not a positive number"),
     (evaluate.main, ["/no/such/checkpoint.pt"], "no checkpoint at /no/such/checkpoint.pt"),
@@ -49,6 +55,8 @@ CASES = [
     ("appearance_probe", ["--init", str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"),
                           "--out", "x.csv"], "is a baseline, not a LAVAE"),
     ("count_threshold", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("maxima_gradient", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("maxima_gradient", ["x.pt", "--tau", "0"], "'0' is not a positive number"),
     ("count_threshold", ["x.pt", "--gammas", "-1"], "'-1' is not a positive number"),
     ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
     ("inference_figure", [str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"), "out.png"],
@@ -112,3 +120,26 @@ def test_freeze_locations_moves_everything_but_the_location_net(tmp_path):
             and before["model"][k].is_floating_point()]
     assert loc and all(torch.equal(before["model"][k], after["model"][k]) for k in loc)
     assert any(not torch.equal(before["model"][k], after["model"][k]) for k in rest)
+
+
+def test_maxima_gradient_reads_every_counted_maximum(tmp_path):
+    import numpy as np
+    import torch
+
+    from lavae_core.checkpoint import load_lavae
+    from lavae_core.config import make_config
+    from lavae_core.datasets import as_float, generate
+    train.train(make_config("smoke", "multi-dsprites", steps=2), tmp_path / "run", progress=False)
+    model = load_lavae(tmp_path / "run" / "checkpoint.pt", "cpu")[0].train()
+    data = generate("multi-dsprites", 8, n_objects=(0, 3), seed=5, progress=False)
+    x = as_float(data.images)
+    torch.manual_seed(0)
+    rows = _script_module("maxima_gradient").maxima_gradients(
+        model, x, data.positions, data.counts, near=64)
+    with torch.no_grad():
+        n, _ = model.count(model.infer_loc(x))   # train-mode batch norm, the same batch: the same maxima
+    assert len(rows) == int(n.sum()) > 0
+    assert all(np.isfinite(g) and g >= 0 for *_, g, _ in rows)
+    # with a 64-px radius every maximum of an image with objects is real, every one of an empty image spurious
+    assert all(real == (data.counts[i] > 0) for i, *_, real in rows)
+    assert model._h_loc.__func__ is type(model)._h_loc   # the hook is gone

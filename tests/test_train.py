@@ -1,6 +1,8 @@
 """Training: schedules, smoke runs that learn, exact resume, checkpoints, errors."""
 import csv
+import importlib
 import math
+import warnings
 
 import pytest
 import torch
@@ -9,6 +11,8 @@ from lavae_core.checkpoint import CheckpointError, build_model, load_checkpoint,
 from lavae_core.config import CPU_CHANGES, DATASETS, cpu_changes, make_config
 from lavae_core.train import NonFiniteLossError, main, schedules, train
 from synthetic import blob_scenes
+
+train_module = importlib.import_module("lavae_core.train")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,22 @@ def test_schedules_follow_appendix_b():
     assert s_end["aux_weight"] == 0.0 and s_end["p_force_one"] == pytest.approx(0.1)
     assert schedules(cfg, 50_000)["beta"] == pytest.approx(0.5)
     assert make_config("paper", "multi-dsprites").lr_loc == 5e-4
+
+
+def test_aux_floor_keeps_the_pull_on_h_loc_after_the_warm_up(tmp_path):
+    """``aux_floor`` (not in the paper): the auxiliary weight stops at the floor instead of 0, the
+    warm-up itself unchanged; training then still computes the squared pull (metrics.csv)."""
+    cfg = make_config("cpu", aux_floor=0.05)
+    assert schedules(cfg, 0)["aux_weight"] == 1.0
+    assert schedules(cfg, cfg.warmup_steps + cfg.warmup_anneal_steps // 2)["aux_weight"] == pytest.approx(0.5)
+    assert schedules(cfg, 10**6)["aux_weight"] == 0.05 and schedules(make_config("cpu"), 10**6)["aux_weight"] == 0.0
+    with pytest.raises(ValueError, match="aux_floor must be a probability"):
+        make_config("cpu", aux_floor=1.5)
+    run = tmp_path / "floor"
+    train(make_config("smoke", aux_floor=0.25, steps=8), run, progress=False)   # warm-up over by step 4
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    late = [r for r in rows if int(r["step"]) > 4]
+    assert late and all(float(r["aux_weight"]) == 0.25 and float(r["aux_sq"]) > 0 for r in late)
 
 
 def test_profiles_and_errors():
@@ -311,3 +331,17 @@ def test_bf16_runs_the_nets_in_bfloat16_while_training_only(scenes, model):
         assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
         losses.append(float(t["loss"].mean()))
     assert losses[0] != losses[1] and abs(losses[0] - losses[1]) <= 0.05 * abs(losses[0])
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
+    """Emulated bf16 (no AMX / AVX512-BF16) measured 10x slower than float32: the step says so."""
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    for bf16 in (False, True):
+        cfg = make_config("smoke", bf16=bf16)
+        model = build_model(cfg)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            train_module.make_train_step(model, torch.optim.Adamax(model.parameters()), cfg, torch.device("cpu"))
+        slow = [w for w in seen if "without native bf16" in str(w.message)]
+        assert len(slow) == (1 if bf16 and not native else 0)
