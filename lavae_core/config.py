@@ -51,7 +51,8 @@ class Config:
     aux_floor: float = 0.0             # the auxiliary weight falls to this after the warm-up, not
                                        # to 0 (not in the paper): the pull of h_loc towards the
                                        # target then goes on (issue 8: after the warm-up nothing
-                                       # else reaches h_loc's low maxima, which f_count counts)
+                                       # else reaches h_loc's low maxima, which f_count counts;
+                                       # loc_sharpen then fades in to (1 - floor) x its weight)
     aux_target_centred: bool = False   # subtract the target's per-image median (not in the paper;
                                        # on for multi-dSprites, whose KL-map background is not ~0:
                                        # h_loc is median-centred, so an offset target is unreachable)
