@@ -86,8 +86,12 @@ def stat_keys(model_kind: str, aux: bool) -> list[str]:
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), as autocast's CPU path
-    needs to be faster than float32."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    needs to be faster than float32. A torch build without the query is taken to have it (no
+    warning)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
 
 
 def make_train_step(model, opt, cfg: Config, dev: torch.device):

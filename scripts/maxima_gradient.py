@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.checkpoint import lavae_for_command  # noqa: E402
-from lavae_core.cli import Parser, positive_int, positive_number  # noqa: E402
+from lavae_core.cli import Parser, non_negative_int, positive_int, positive_number  # noqa: E402
 from lavae_core.datasets import as_float, load  # noqa: E402
 
 
@@ -58,16 +58,19 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=positive_int, default=64, help="test images (one batch)")
     p.add_argument("--tau", type=positive_number, default=0.02, help="Gumbel-softmax temperature")
     p.add_argument("--near", type=positive_int, default=6, help="px from a true centre that make a maximum real")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     a = p.parse_args(argv)
     print("| checkpoint | step | real maxima: n, mean h_loc, median abs. gradient | "
           "spurious maxima: n, mean h_loc, median (max) abs. gradient |")
     print("|---|---|---|---|")
+    test = {}   # data set -> its test split, read once for all checkpoints
     for path in a.checkpoints:
         model, cfg, ckpt = lavae_for_command(prog, path)
         model.train()   # the training loss, batch statistics as in training
         torch.manual_seed(a.seed)
-        data = load(cfg.dataset, "test", progress=False)
+        if cfg.dataset not in test:
+            test[cfg.dataset] = load(cfg.dataset, "test", progress=False)
+        data = test[cfg.dataset]
         n = min(a.images, len(data))
         rows = maxima_gradients(model, as_float(data.images[:n]), data.positions[:n], data.counts[:n],
                                 a.tau, a.near)
