@@ -34,6 +34,11 @@ class Config:
     count_window: int = 15             # local-maximum window of f_count (not in the paper)
     loc_block: int = 1                 # q takes this square around each drawn location out of the
                                        # later draws (paper, Eq. 11: 1, the location only)
+    loc_padding: str = "zeros"         # padding of the location net's convolutions: "zeros" (the
+                                       # usual, assumed by the paper) or "replicate" (not in the
+                                       # paper): with zeros the net sees where the border is, and
+                                       # on empty multi-dSprites images h_loc's maximum lies within
+                                       # 2 px of it (issue 8, results/counting/README.md)
     inf_width: int = 44                # channels of the two inference res-nets (not in the paper:
                                        # 44 gives the ~500k parameters the paper reports)
     inf_blocks: int = 4
@@ -268,6 +273,7 @@ POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_en
 NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits",
                        "loc_sharpen")
 PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
+LOC_PADDINGS = ("zeros", "replicate")
 
 
 KINDS = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string",
@@ -306,6 +312,8 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"config field vae_latents must be a multiple of 64 (d_VAE/64 x 8 x 8), got {cfg.vae_latents}")
     if cfg.loc_block % 2 == 0:
         raise ValueError(f"config field loc_block must be odd (a square centred on a location), got {cfg.loc_block}")
+    if cfg.loc_padding not in LOC_PADDINGS:
+        raise ValueError(f"config field loc_padding must be one of {', '.join(LOC_PADDINGS)}, got {cfg.loc_padding!r}")
     if cfg.count_window % 2 == 0:
         raise ValueError(f"config field count_window must be odd (a window centred on a pixel), got {cfg.count_window}")
     if cfg.steps == 0:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .baseline import ConvVAE, gaussian_kl, log_normal
-from .nets import ResBlock, ResNet, conv_act_bn
+from .nets import ResBlock, ResNet, conv_act_bn, set_padding_mode
 
 EPS = 1e-5  # Bernoulli means are clamped to [EPS, 1 - EPS]; see LAVAE.render
 
@@ -224,6 +224,7 @@ class LAVAE(nn.Module):
         self.app_net = ResNet(c, w, 2 * L, cfg.inf_blocks)
         self.loc_net = nn.Sequential(ResNet(c, w, w, cfg.inf_blocks), conv_act_bn(w, w),
                                      conv_act_bn(w, w), nn.Conv2d(w, 1, 3, padding=1))
+        set_padding_mode(self.loc_net, cfg.loc_padding)
         self.prior_n_logits = nn.Parameter(torch.zeros(cfg.max_objects + 1))  # a of Eq. 2
         self.sprite = SpriteDecoder(L, cfg.dec_width, cfg.dec_base, cfg.sprite_size, c)
         # static-slot steps run f_sprite on all slots; its batch norms see present objects only

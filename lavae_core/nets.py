@@ -56,6 +56,15 @@ class ResNet(nn.Module):
         return self.net(x)
 
 
+def set_padding_mode(module: nn.Module, mode: str) -> nn.Module:
+    """Give every padded convolution in ``module`` the padding ``mode`` ("zeros", "replicate", ...);
+    the weights and the output's size are unchanged."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+            m.padding_mode = mode
+    return module
+
+
 def n_params(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -27,6 +27,7 @@ def test_every_profile_data_set_and_model_is_valid():
     (dict(channels_last="yes"), "config field channels_last must be True or False"),
     (dict(vae_latents=100), "vae_latents must be a multiple of 64"),
     (dict(count_window=4), "count_window must be odd"),
+    (dict(loc_padding="reflect"), "config field loc_padding must be one of zeros, replicate, got 'reflect'"),
     (dict(count_threshold=-1.0), "count_threshold must be a number >= 0"),
     (dict(aux_sq_weight=-0.5), "aux_sq_weight must be a number >= 0"),
     (dict(tau_end="0.02"), "config field tau_end must be a finite number, got .0.02."),

@@ -468,3 +468,22 @@ def test_loc_sharpen_adds_the_entropy_of_each_drawn_q_to_the_loss_only():
         torch.manual_seed(1)
         after = m.loss_terms(x, tau=0.5, p_force_one=1.0)["loc_ent"]
     assert float(after.sum()) < float(ent.detach().sum())
+
+
+def test_replicate_padding_leaves_an_empty_image_without_border_maxima():
+    """On a blank image the location net with zero padding tells the border from the inside (the
+    multi-dSprites border maxima of issue 8); with replicate padding every pixel sees the same
+    context, so h_loc is flat and f_count finds nothing. Same weights either way."""
+    torch.manual_seed(0)
+    zeros = LAVAE(make_config("smoke", "multi-dsprites")).eval()
+    rep = LAVAE(make_config("smoke", "multi-dsprites", loc_padding="replicate")).eval()
+    rep.load_state_dict(zeros.state_dict())
+    assert [m.padding_mode for m in zeros.loc_net.modules() if isinstance(m, torch.nn.Conv2d)
+            and m.padding[0] > 0] == ["zeros"] * 7    # the default is the usual padding
+    blank = torch.zeros(2, 3, 64, 64)
+    with torch.no_grad():
+        h_zero, h_rep = zeros.infer_loc(blank), rep.infer_loc(blank)
+        x = torch.rand(2, 3, 64, 64).round()
+        assert torch.equal(zeros.loc_net(x)[..., 8:-8, 8:-8], rep.loc_net(x)[..., 8:-8, 8:-8])
+    assert (h_zero[:, 0].abs().amax() > 1e-3) and (h_rep.abs().amax() < 1e-5)
+    assert (rep.count(h_rep, 0.0)[0] == 0).all()
