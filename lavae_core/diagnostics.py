@@ -12,6 +12,8 @@ Location (is q(z_loc | x) one sharp peak per object? Eq. 8, 11):
 - ``peak_dist``: distance in pixels between each box's top q pixel and the object's true centre.
 - :func:`peak_heights` (not logged): h_loc at each object's highest pixel vs the highest local
   maximum outside every box; any f_count threshold between the two counts those images right.
+- :func:`maxima_kinds` (not logged): where f_count's counted maxima lie: near a true centre, on
+  the image's border, elsewhere; an over-count is made of the last two.
 
 Appearance (does z_app describe the object? Eq. 4, 9-10):
 - ``sprite_max``: mean over objects of the decoded sprite's largest value (a blob stays dim).
@@ -74,6 +76,28 @@ def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarra
     peaks = (h == pooled) & ~masks.any(1)
     background = h.masked_fill(~peaks, float("-inf")).flatten(1).max(1).values
     return {"object": inside[present].numpy(), "background": background.numpy()}
+
+
+MAXIMA_KINDS = ("object", "border", "other")
+
+
+def maxima_kinds(peaks: torch.Tensor, positions, near: int = 6, border: int = 2) -> torch.Tensor:
+    """The kind of every maximum that f_count counted (``peaks`` (B, H, W) bool, as returned by
+    ``model.count``): ``MAXIMA_KINDS`` index 0 if it lies within ``near`` px (both axes) of a true
+    centre (``positions`` (B, K, 2), -1 = absent), else 1 if within ``border`` px of the image's
+    edge, else 2. Returns (B, H, W) long, -1 where there is no counted maximum."""
+    peaks = torch.as_tensor(peaks).cpu()
+    b, hh, ww = peaks.shape
+    pos = torch.as_tensor(np.asarray(positions), dtype=torch.long)
+    r, c = torch.arange(hh), torch.arange(ww)
+    dr = (r[None, None, :] - pos[..., 0:1]).abs() <= near                # (B, K, H)
+    dc = (c[None, None, :] - pos[..., 1:2]).abs() <= near                # (B, K, W)
+    present = (pos[..., 0] >= 0)[..., None, None]
+    on_object = (dr[..., :, None] & dc[..., None, :] & present).any(1)    # (B, H, W)
+    edge = torch.zeros(hh, ww, dtype=torch.bool)
+    edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
+    kind = torch.where(on_object, 0, torch.where(edge.expand(b, -1, -1), 1, 2))
+    return torch.where(peaks, kind, torch.full_like(kind, -1))
 
 
 def redraw_rate(h_loc: torch.Tensor, boxes, counts, seed: int = 0, block: int = 1) -> float:

@@ -22,11 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.checkpoint import lavae_for_command  # noqa: E402
 from lavae_core.cli import Parser, non_negative_int, positive_int, positive_number  # noqa: E402
 from lavae_core.datasets import as_float, load  # noqa: E402
+from lavae_core.diagnostics import maxima_kinds  # noqa: E402
 
 
-def maxima_gradients(model, x: torch.Tensor, positions, counts, tau: float = 0.02, near: int = 6):
+def maxima_gradients(model, x: torch.Tensor, positions, tau: float = 0.02, near: int = 6):
     """Rows (image, row, col, h_loc, |d loss / d h_loc|, real) for every maximum f_count counts in
-    ``x``; ``positions`` (N, M, 2) and ``counts`` (N,) are the true object centres."""
+    ``x``; ``positions`` (N, M, 2) are the true object centres (-1 for absent slots); "real" is
+    :func:`lavae_core.diagnostics.maxima_kinds`' "object"."""
     store = {}
     own = model._h_loc
 
@@ -43,12 +45,9 @@ def maxima_gradients(model, x: torch.Tensor, positions, counts, tau: float = 0.0
         del model._h_loc   # back to the class's method
     h, g = store["h"].detach(), store["h"].grad.abs()
     _, peaks = model.count(h)
-    rows = []
-    for i, r, c in peaks.nonzero().tolist():
-        centres = np.asarray(positions[i][:counts[i]], dtype=float).reshape(-1, 2)
-        real = len(centres) > 0 and np.abs(centres - [r, c]).max(1).min() <= near
-        rows.append((i, r, c, float(h[i, r, c]), float(g[i, r, c]), bool(real)))
-    return rows
+    kinds = maxima_kinds(peaks, positions, near=near)
+    return [(i, r, c, float(h[i, r, c]), float(g[i, r, c]), bool(kinds[i, r, c] == 0))
+            for i, r, c in peaks.nonzero().tolist()]
 
 
 def main(argv=None) -> None:
@@ -72,8 +71,8 @@ def main(argv=None) -> None:
             test[cfg.dataset] = load(cfg.dataset, "test", progress=False)
         data = test[cfg.dataset]
         n = min(a.images, len(data))
-        rows = maxima_gradients(model, as_float(data.images[:n]), data.positions[:n], data.counts[:n],
-                                a.tau, a.near)
+        rows = maxima_gradients(model, as_float(data.images[:n]), data.positions[:n], a.tau,
+                                a.near)
         cells = []
         for want in (True, False):
             sel = np.array([(h, g) for *_, h, g, real in rows if real == want]).reshape(-1, 2)

@@ -57,6 +57,8 @@ CASES = [
     ("count_threshold", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
     ("maxima_gradient", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
     ("maxima_gradient", ["x.pt", "--tau", "0"], "'0' is not a positive number"),
+    ("where_maxima", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
+    ("where_maxima", ["x.pt", "--border", "0"], "'0' is not a positive integer"),
     ("count_threshold", ["x.pt", "--gammas", "-1"], "'-1' is not a positive number"),
     ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
     ("inference_figure", [str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"), "out.png"],
@@ -135,7 +137,7 @@ def test_maxima_gradient_reads_every_counted_maximum(tmp_path):
     x = as_float(data.images)
     torch.manual_seed(0)
     rows = _script_module("maxima_gradient").maxima_gradients(
-        model, x, data.positions, data.counts, near=64)
+        model, x, data.positions, near=64)
     with torch.no_grad():
         n, _ = model.count(model.infer_loc(x))   # train-mode batch norm, the same batch: the same maxima
     assert len(rows) == int(n.sum()) > 0
@@ -143,3 +145,28 @@ def test_maxima_gradient_reads_every_counted_maximum(tmp_path):
     # with a 64-px radius every maximum of an image with objects is real, every one of an empty image spurious
     assert all(real == (data.counts[i] > 0) for i, *_, real in rows)
     assert model._h_loc.__func__ is type(model)._h_loc   # the hook is gone
+
+
+def test_where_maxima_sorts_every_extra_maximum(tmp_path, capsys):
+    """On a barely trained model the table adds up: every image is counted right, too high or too
+    low, and the over-counts made of border maxima alone are among the over-counts."""
+    import re
+
+    import torch
+
+    from lavae_core.checkpoint import load_lavae
+    from lavae_core.config import make_config
+    train.train(make_config("smoke", "multi-dsprites", steps=2), tmp_path / "run", progress=False)
+    _script("where_maxima")([str(tmp_path / "run" / "checkpoint.pt"), "--images", "8", "--splits", "test",
+                             "--near", "64"])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    images, acc, over, under, border, other, border_only = map(float, re.findall(r"[\d.]+", row.split("| test |")[1]))
+    assert images == 8 and border_only <= over and over + under <= 8
+    assert round(acc / 100 * 8) + over + under == 8
+    # with a 64-px radius every maximum of an image with objects is an object's
+    model = load_lavae(tmp_path / "run" / "checkpoint.pt", "cpu")[0].eval()
+    data = _script_module("where_maxima").load("multi-dsprites", "test", progress=False)
+    with torch.no_grad():
+        n, _ = model.count(model.infer_loc(torch.as_tensor(data.images[:8]).float()))
+    empty = data.counts[:8] == 0
+    assert border + other == int(n.numpy()[empty].sum())

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lavae_core.datasets import generate
-from lavae_core.diagnostics import COLUMNS, box_masks, diagnose, ink_iou, location_stats, redraw_rate
+from lavae_core.diagnostics import (COLUMNS, MAXIMA_KINDS, box_masks, diagnose, ink_iou, location_stats,
+                                   maxima_kinds, redraw_rate)
 from synthetic import peaked_lavae
 
 # two objects: boxes (top, left, h, w) and true centres (row, col) = (top + h // 2, left + w // 2)
@@ -127,3 +128,18 @@ def test_recon_by_location_source_draws_equal_peaks_only_when_q_is_a_spike():
     spike = recon_by_location_source(model, data, seed=0)
     assert spike["draws from q"] == pytest.approx(spike["f_count peaks"], abs=1e-4)
     assert spike["true centres"] == pytest.approx(plateau["true centres"], abs=1e-4)
+
+
+def test_maxima_kinds_on_hand_placed_peaks():
+    peaks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    spots = {(0, 12, 13): "object", (0, 4, 4): "object", (0, 0, 30): "border", (0, 62, 12): "border",
+             (0, 8, 1): "border", (0, 30, 30): "other", (0, 10, 17): "other", (1, 10, 10): "other",
+             (1, 63, 63): "border"}
+    for i, r, c in spots:
+        peaks[i, r, c] = True
+    positions = np.array([[[10, 10], [-1, -1]], [[-1, -1], [-1, -1]]])   # image 1 is empty
+    kinds = maxima_kinds(peaks, positions, near=6, border=2)
+    assert {(i, r, c): MAXIMA_KINDS[int(kinds[i, r, c])] for i, r, c in spots} == spots
+    assert int((kinds >= 0).sum()) == len(spots) and int(kinds[~peaks].max()) == -1
+    # an object centre on the border wins: a maximum near it is the object's
+    assert MAXIMA_KINDS[int(maxima_kinds(peaks, np.array([[[1, 31]], [[-1, -1]]]))[0, 0, 30])] == "object"
