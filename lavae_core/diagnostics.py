@@ -95,7 +95,8 @@ def maxima_kinds(peaks: torch.Tensor, positions, near: int = 6, border: int = 2)
     present = (pos[..., 0] >= 0)[..., None, None]
     on_object = (dr[..., :, None] & dc[..., None, :] & present).any(1)    # (B, H, W)
     edge = torch.zeros(hh, ww, dtype=torch.bool)
-    edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
+    if border > 0:   # (edge[-0:] would be every row)
+        edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
     kind = torch.where(on_object, 0, torch.where(edge.expand(b, -1, -1), 1, 2))
     return torch.where(peaks, kind, torch.full_like(kind, -1))
 

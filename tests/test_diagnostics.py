@@ -141,5 +141,8 @@ def test_maxima_kinds_on_hand_placed_peaks():
     kinds = maxima_kinds(peaks, positions, near=6, border=2)
     assert {(i, r, c): MAXIMA_KINDS[int(kinds[i, r, c])] for i, r, c in spots} == spots
     assert int((kinds >= 0).sum()) == len(spots) and int(kinds[~peaks].max()) == -1
+    # without a border strip the border maxima are "other"
+    assert {MAXIMA_KINDS[int(maxima_kinds(peaks, positions, border=0)[i, r, c])] for i, r, c in spots
+            if spots[i, r, c] == "border"} == {"other"}
     # an object centre on the border wins: a maximum near it is the object's
     assert MAXIMA_KINDS[int(maxima_kinds(peaks, np.array([[[1, 31]], [[-1, -1]]]))[0, 0, 30])] == "object"
