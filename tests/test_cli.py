@@ -156,6 +156,7 @@ def test_where_maxima_sorts_every_extra_maximum(tmp_path, capsys):
 
     from lavae_core.checkpoint import load_lavae
     from lavae_core.config import make_config
+    from lavae_core.datasets import load
     train.train(make_config("smoke", "multi-dsprites", steps=2), tmp_path / "run", progress=False)
     _script("where_maxima")([str(tmp_path / "run" / "checkpoint.pt"), "--images", "8", "--splits", "test",
                              "--near", "64"])
@@ -165,7 +166,7 @@ def test_where_maxima_sorts_every_extra_maximum(tmp_path, capsys):
     assert round(acc / 100 * 8) + over + under == 8
     # with a 64-px radius every maximum of an image with objects is an object's
     model = load_lavae(tmp_path / "run" / "checkpoint.pt", "cpu")[0].eval()
-    data = _script_module("where_maxima").load("multi-dsprites", "test", progress=False)
+    data = load("multi-dsprites", "test", progress=False)
     with torch.no_grad():
         n, _ = model.count(model.infer_loc(torch.as_tensor(data.images[:8]).float()))
     empty = data.counts[:8] == 0
