@@ -94,6 +94,10 @@ class Config:
                                        # (not in the paper: 0 = none), faded in as the warm-up's
                                        # squared loss fades out: sharpens q against the location
                                        # KL's pull towards uniform; the reported ELBO is unchanged
+    loc_sharpen_forced: bool = True    # the penalty also on images forced to n = 1 (False: not on
+                                       # them, whose one draw has no single right place, e.g. on an
+                                       # empty image; multi-dSprites with loc_sharpen = 4 counted
+                                       # an object in every empty image, results/counting)
     straight_through: bool = False     # hard locations forward, Gumbel-softmax gradient (not in
                                        # the paper, which renders the relaxed sample)
     # ---- bookkeeping -------------------------------------------------------------------------

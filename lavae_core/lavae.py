@@ -397,6 +397,7 @@ class LAVAE(nn.Module):
         ``aux_weight``) x the entropy of every present slot's q (``loc_ent``): the location KL
         rewards a spread q by its entropy, and a decoder that draws blurred prototypes rewards it
         too, so q can stay a plateau; this pulls the other way once the warm-up has placed h_loc.
+        With ``cfg.loc_sharpen_forced`` False the images forced to n = 1 take no penalty.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -467,7 +468,8 @@ class LAVAE(nn.Module):
         loss = recon + kl_weight * (kl_app_loss + kl_loc) + kl_n   # = neg_elbo at weight 1, no free bits
         loc_ent = -(neg_ent * m).sum(1)                             # entropy of each drawn q, summed
         if cfg.loc_sharpen > 0:    # entropy penalty, faded in as the warm-up's squared loss fades
-            loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * loc_ent
+            pen = loc_ent if cfg.loc_sharpen_forced else loc_ent * (~forced).to(x.dtype)
+            loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * pen
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent}
         if aux:

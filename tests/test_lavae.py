@@ -487,3 +487,19 @@ def test_replicate_padding_leaves_an_empty_image_without_border_maxima():
         assert torch.equal(zeros.loc_net(x)[..., 8:-8, 8:-8], rep.loc_net(x)[..., 8:-8, 8:-8])
     assert (h_zero[:, 0].abs().amax() > 1e-3) and (h_rep.abs().amax() < 1e-5)
     assert (rep.count(h_rep, 0.0)[0] == 0).all()
+
+
+def test_loc_sharpen_forced_false_spares_the_images_forced_to_one_object():
+    """loc_sharpen_forced = False: images forced to n = 1 take no entropy penalty (all forced: the
+    loss is the unpenalised one), the others take it as before."""
+    from synthetic import blob_scenes
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    torch.manual_seed(0)
+    m = LAVAE(make_config("smoke")).train()
+    out = {}
+    for lam, forced_too, p in ((0.0, True, 1.0), (2.0, False, 1.0), (2.0, True, 0.0), (2.0, False, 0.0)):
+        m.cfg.loc_sharpen, m.cfg.loc_sharpen_forced = lam, forced_too
+        torch.manual_seed(1)
+        out[lam, forced_too, p] = m.loss_terms(x, tau=0.5, p_force_one=p)["loss"]
+    assert torch.equal(out[2.0, False, 1.0], out[0.0, True, 1.0])
+    assert torch.equal(out[2.0, False, 0.0], out[2.0, True, 0.0])
