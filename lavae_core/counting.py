@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .datasets import as_float
+from .lavae import f_count
 
 
 def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -16,24 +17,38 @@ def predict_counts(model, images, batch_size: int = 256, progress: bool = False)
     return counts_at_thresholds(model, images, [model.cfg.count_threshold], batch_size, progress)[0]
 
 
-@torch.no_grad()
 def counts_at_thresholds(model, images, thresholds, batch_size: int = 256,
                          progress: bool = False) -> np.ndarray:
     """f_count on every image with each of ``thresholds`` (in units of gamma, as the config's
     ``count_threshold``; App. B uses 4) -> (len(thresholds), N) int64. The location net runs once
     per image; only the threshold changes, not q or the trained model."""
-    thresholds = [float(t) for t in thresholds]
+    return counts_at(model, images, thresholds, [model.cfg.count_window], batch_size, progress)[0]
+
+
+@torch.no_grad()
+def counts_at(model, images, thresholds, windows, batch_size: int = 256,
+              progress: bool = False) -> np.ndarray:
+    """f_count on every image with each of ``windows`` (its local-maximum window, odd) and each of
+    ``thresholds`` (units of gamma) -> (len(windows), len(thresholds), N) int64. The location net
+    runs once per image; only f_count changes, not q or the trained model (which trained with the
+    config's ``count_window`` and ``count_threshold``)."""
+    thresholds, windows = [float(t) for t in thresholds], list(windows)
     if not thresholds or min(thresholds) < 0:
         raise ValueError(f"thresholds must be a non-empty list of numbers >= 0, got {thresholds}")
+    if not windows or any(not isinstance(w, int) or w < 1 or w % 2 == 0 for w in windows):
+        raise ValueError(f"windows must be a non-empty list of odd positive integers, got {windows}")
+    cfg = model.cfg
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="count", disable=not progress, leave=False):
         h_loc = model.infer_loc(as_float(images[i:i + batch_size], device))   # the location net only
-        out.append(torch.stack([model.count(h_loc, t)[0] for t in thresholds]).cpu())
+        out.append(torch.stack([torch.stack([f_count(h_loc, t * cfg.gamma, w, cfg.max_objects)[0]
+                                             for t in thresholds]) for w in windows]).cpu())
     model.train(was_training)
-    return torch.cat(out, 1).numpy() if out else np.zeros((len(thresholds), 0), dtype=np.int64)
+    return (torch.cat(out, 2).numpy() if out
+            else np.zeros((len(windows), len(thresholds), 0), dtype=np.int64))
 
 
 def count_accuracy(model, images, counts, batch_size: int = 256, progress: bool = False) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from . import REPO_ROOT
 from .checkpoint import CheckpointError, find_checkpoint, run_name
 from .cli import Parser, fail, non_negative_int
-from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config, recipe_fields
+from .config import BOOKKEEPING, DATASETS, PROFILES, SPEED_FIELDS, Config, make_config, recipe_fields
 from .datasets import load_split
 from .evaluate import BOUND_PARAMS, COUNT_PARAMS, check_params
 from .floor import data_floor
@@ -42,7 +42,8 @@ SMOKE_COUNT = {"images": {"test": 16, "test7": 16}, "chunk": 8}
 
 def recipe_diff(record: dict) -> dict:
     """{field: (stored, today's)} where a record's config differs from today's profile for its
-    data set, model and seed (bookkeeping fields, and fields the model does not read, aside); {}
+    data set, model and seed (bookkeeping fields, execution switches such as tf32, and fields the
+    model does not read, aside); {}
     for the current recipe. A field that
     the stored config lacks (added to Config later) counts at its dataclass default, the behaviour
     before it existed; a stored field that Config no longer has counts as a difference."""
@@ -52,7 +53,7 @@ def recipe_diff(record: dict) -> dict:
     today = make_config(record["profile"], record["dataset"], record["model"], seed=record["seed"]).to_dict()
     fields = recipe_fields(record["model"])
     diff = {k: (full[k], v) for k, v in today.items()
-            if k in fields and k not in BOOKKEEPING and full[k] != v}
+            if k in fields and k not in (*BOOKKEEPING, *SPEED_FIELDS) and full[k] != v}
     diff.update({k: (v, NO_FIELD) for k, v in stored.items() if k not in names})
     return diff
 

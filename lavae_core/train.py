@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
                          pick_device, save_checkpoint, ship_run, ship_weights)
 from .cli import Parser, fail, non_negative_int, one_line_warnings, parse_value, positive_number
-from .config import BOOKKEEPING, DATASETS, PROFILES, Config, make_config, recipe_fields
+from .config import BOOKKEEPING, DATASETS, PROFILES, SPEED_FIELDS, Config, make_config, recipe_fields
 from .counting import count_accuracy
 from .datasets import as_float, load_split
 from .diagnostics import COLUMNS as DIAG_COLUMNS
@@ -71,9 +71,9 @@ def schedules(cfg: Config, step: int) -> dict[str, float]:
     }
 
 
-# Execution switches (issue 9): a run may resume with other values (bit-exact resume then holds
-# only for the same values); everything else in the config must match the checkpoint's.
-SPEED_FIELDS = ("static_slots", "compile", "bf16", "tf32", "channels_last")
+# Execution switches (config.SPEED_FIELDS, issue 9): a run may resume with other values (bit-exact
+# resume then holds only for the same values); everything else in the config must match the
+# checkpoint's.
 COMPILE_BACKEND = "inductor"   # torch.compile's backend; the tests use "aot_eager" (no code generation)
 
 

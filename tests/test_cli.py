@@ -60,6 +60,8 @@ CASES = [
     ("where_maxima", ["/no/such.pt"], "no checkpoint at /no/such.pt"),
     ("where_maxima", ["x.pt", "--border", "0"], "'0' is not a positive integer"),
     ("count_threshold", ["x.pt", "--gammas", "-1"], "'-1' is not a positive number"),
+    ("count_threshold", ["x.pt", "--windows", "0"], "'0' is not a positive integer"),
+    ("count_threshold", ["x.pt", "--windows", "9", "10"], "--windows must be odd"),
     ("inference_figure", ["x.pt", "out.png", "--images", "0"], "'0' is not a positive integer"),
     ("inference_figure", [str(ROOT / "checkpoints/baseline_multi-mnist-1k_cpu_s0/weights.pt"), "out.png"],
      "is a baseline, not a LAVAE"),

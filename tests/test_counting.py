@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lavae_core.counting import accuracy_of, count_accuracy, counts_at_thresholds, predict_counts
+from lavae_core.counting import accuracy_of, count_accuracy, counts_at, counts_at_thresholds, predict_counts
 from synthetic import blob_scenes, peaked_lavae
 
 
@@ -61,3 +61,26 @@ def test_counts_at_thresholds_on_a_hand_made_map():
     for bad in ([], [-1.0]):
         with pytest.raises(ValueError, match="thresholds"):
             counts_at_thresholds(model, images, bad)
+
+
+def test_counts_at_windows_merges_close_peaks_only_in_a_wide_window():
+    """Two peaks 6 px apart (rows), 8 and 12 above the median: a 3, 9 or 11 px window keeps both
+    as local maxima, a 13 px one (+-6) only the higher; the threshold still applies per window."""
+    model = peaked_lavae()
+
+    class ClosePeaks(torch.nn.Module):
+        def forward(self, x):
+            raw = torch.zeros(len(x), 1, 64, 64)
+            raw[:, :, 20, 30], raw[:, :, 26, 30] = 8 / model.cfg.gamma, 12 / model.cfg.gamma
+            return raw
+
+    model.loc_net = ClosePeaks()
+    images = np.zeros((3, 1, 64, 64), np.uint8)
+    counts = counts_at(model, images, [1, 2.5], [3, 9, 11, 13], batch_size=2)
+    assert counts.shape == (4, 2, 3)
+    assert (counts[:, :, 0] == np.array([[2, 1], [2, 1], [2, 1], [1, 1]])).all()
+    assert (counts_at(model, images, [1, 2.5], [model.cfg.count_window])[0]
+            == counts_at_thresholds(model, images, [1, 2.5])).all()
+    for bad in ([], [4], [0], [3.0]):
+        with pytest.raises(ValueError, match="windows"):
+            counts_at(model, images, [1], bad)

@@ -68,6 +68,9 @@ def test_a_checkpoint_of_an_earlier_recipe_gets_its_own_marked_row():
     line = next(x for x in md.splitlines() if "200.0" in x)
     assert "| cpu, earlier †1 |" in line
     assert "†1 Trained with an earlier `cpu` recipe: warmup_steps = 123 (today: " in md
+    gpu = _record(seed=3)
+    gpu["config"].update(tf32=False, bf16=True)  # execution switches: how it ran, not what it learnt
+    assert recipe_diff(gpu) == {}
     gone = _record(seed=2)
     gone["config"]["old_option"] = True          # a field Config no longer has
     assert recipe_diff(gone) == {"old_option": (True, "no such field")}

@@ -56,6 +56,8 @@ def test_profiles_and_errors():
         cfg = make_config("cpu", ds)
         assert all(getattr(cfg, k) == v for k, (v, _) in cpu_changes(ds).items())
     assert make_config("cpu", "multi-dsprites").loc_sharpen == 0.0
+    assert make_config("cpu", "multi-dsprites").count_threshold == 2.5
+    assert make_config("cpu", "multi-mnist-1k").count_threshold == CPU_CHANGES["count_threshold"][0] == 1.0
     assert make_config("cpu", "multi-mnist-10k").loc_sharpen == CPU_CHANGES["loc_sharpen"][0] > 0
     assert make_config("cpu", "multi-dsprites", loc_sharpen=2.0).loc_sharpen == 2.0   # overrides win
     with pytest.raises(ValueError, match="unknown data set 'multi-mnist'; choose one of"):
