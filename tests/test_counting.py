@@ -40,18 +40,26 @@ def test_counting_needs_only_the_location_net():
     assert (predict_counts(model, blob_scenes(8, seed=2)[0], batch_size=3) == expected).all()
 
 
+def lavae_with_peaks(peaks: dict):
+    """A smoke LAVAE whose location net puts h_loc = value at each {(row, col): value} of ``peaks``
+    and 0 (the median) elsewhere, whatever the image."""
+    model = peaked_lavae()
+
+    class Peaks(torch.nn.Module):             # raw logits; h_loc = gamma * (raw - median)
+        def forward(self, x):
+            raw = torch.zeros(len(x), 1, 64, 64)
+            for (r, c), v in peaks.items():
+                raw[:, :, r, c] = v / model.cfg.gamma
+            return raw
+
+    model.loc_net = Peaks()
+    return model
+
+
 def test_counts_at_thresholds_on_a_hand_made_map():
     """Two peaks of h_loc, 6 and 14 above the median: 2 objects at 1 gamma (4), 1 at 2 and 3 gamma,
     none at the paper's 4 gamma (16); the config's own threshold gives predict_counts."""
-    model = peaked_lavae()
-
-    class TwoPeaks(torch.nn.Module):          # raw logits; h_loc = gamma * (raw - median)
-        def forward(self, x):
-            raw = torch.zeros(len(x), 1, 64, 64)
-            raw[:, :, 16, 16], raw[:, :, 40, 44] = 6 / model.cfg.gamma, 14 / model.cfg.gamma
-            return raw
-
-    model.loc_net = TwoPeaks()
+    model = lavae_with_peaks({(16, 16): 6, (40, 44): 14})
     images = np.zeros((5, 1, 64, 64), np.uint8)
     counts = counts_at_thresholds(model, images, [1, 2, 3, 4], batch_size=2)
     assert counts.shape == (4, 5)
@@ -66,15 +74,7 @@ def test_counts_at_thresholds_on_a_hand_made_map():
 def test_counts_at_windows_merges_close_peaks_only_in_a_wide_window():
     """Two peaks 6 px apart (rows), 8 and 12 above the median: a 3, 9 or 11 px window keeps both
     as local maxima, a 13 px one (+-6) only the higher; the threshold still applies per window."""
-    model = peaked_lavae()
-
-    class ClosePeaks(torch.nn.Module):
-        def forward(self, x):
-            raw = torch.zeros(len(x), 1, 64, 64)
-            raw[:, :, 20, 30], raw[:, :, 26, 30] = 8 / model.cfg.gamma, 12 / model.cfg.gamma
-            return raw
-
-    model.loc_net = ClosePeaks()
+    model = lavae_with_peaks({(20, 30): 8, (26, 30): 12})
     images = np.zeros((3, 1, 64, 64), np.uint8)
     counts = counts_at(model, images, [1, 2.5], [3, 9, 11, 13], batch_size=2)
     assert counts.shape == (4, 2, 3)

@@ -224,6 +224,7 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     ("straight_through", 1, "straight_through must be True or False"),
     ("app_free_bits", -0.5, "app_free_bits must be a number >= 0"),
     ("loc_sharpen", -1.0, "loc_sharpen must be a number >= 0"),
+    ("loc_sharpen_forced", "false", "loc_sharpen_forced must be True or False"),
     ("app_free_bits", "1", "app_free_bits must be a finite number"),
 ])
 def test_new_recipe_options_reject_bad_values(field, value, message):
