@@ -227,9 +227,10 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
                             "h_loc) and at 1 gamma low extra maxima (border, side lobes) over-count. "
                             "Trained at 2.5 gamma, paired against 1 gamma on one H200 (seeds 0-2, "
                             "3,000 steps): 96.4 % / 84.2 % of the 10,000 + 10,000 test images (0-3 / 7 "
-                            "shapes) against 55.2 % / 61.4 %, higher on every seed; K = 100 bound 207.1 "
-                            "against 204.2; on the CPU (seed 0) 97.0 % / 88.4 % against 95.9 % / 85.8 % "
-                            "(results/counting/README.md)"),
+                            "shapes) against 55.2 % / 61.4 %, higher on every seed; on the CPU seeds 0 "
+                            "and 1: 97.0 % / 88.4 % and 98.5 % / 80.0 % against 95.9 % / 85.8 % and "
+                            "80.6 % / 69.7 %. K = 100 bound: no consistent change over the five pairs "
+                            "(-15.6 to +31.1 nats; results/counting/README.md)"),
     },
 }
 
