@@ -9,7 +9,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .datasets import as_float
-from .lavae import f_count
 
 
 def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -37,15 +36,14 @@ def counts_at(model, images, thresholds, windows, batch_size: int = 256,
         raise ValueError(f"thresholds must be a non-empty list of numbers >= 0, got {thresholds}")
     if not windows or any(not isinstance(w, int) or w < 1 or w % 2 == 0 for w in windows):
         raise ValueError(f"windows must be a non-empty list of odd positive integers, got {windows}")
-    cfg = model.cfg
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="count", disable=not progress, leave=False):
         h_loc = model.infer_loc(as_float(images[i:i + batch_size], device))   # the location net only
-        out.append(torch.stack([torch.stack([f_count(h_loc, t * cfg.gamma, w, cfg.max_objects)[0]
-                                             for t in thresholds]) for w in windows]).cpu())
+        out.append(torch.stack([torch.stack([model.count(h_loc, t, w)[0] for t in thresholds])
+                                for w in windows]).cpu())
     model.train(was_training)
     return (torch.cat(out, 2).numpy() if out
             else np.zeros((len(windows), len(thresholds), 0), dtype=np.int64))

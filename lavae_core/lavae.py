@@ -286,12 +286,14 @@ class LAVAE(nn.Module):
         raw = raw.to(x.dtype)
         return self.cfg.gamma * (raw - raw.flatten(1).median(1).values[:, None, None])
 
-    def count(self, h_loc: torch.Tensor, threshold: float | None = None):
+    def count(self, h_loc: torch.Tensor, threshold: float | None = None, window: int | None = None):
         """f_count with the threshold 4 gamma (App. B; ``threshold`` in units of gamma, default the
-        config's ``count_threshold``); returns (counts, peaks)."""
+        config's ``count_threshold``; ``window`` its local-maximum window, default the config's
+        ``count_window``); returns (counts, peaks)."""
         cfg = self.cfg
         threshold = cfg.count_threshold if threshold is None else threshold
-        return f_count(h_loc, threshold * cfg.gamma, cfg.count_window, cfg.max_objects)
+        window = cfg.count_window if window is None else window
+        return f_count(h_loc, threshold * cfg.gamma, window, cfg.max_objects)
 
     def log_prior_n(self) -> torch.Tensor:
         """log p(n), n = 0..M (Eq. 2)."""
