@@ -98,6 +98,12 @@ class Config:
                                        # them, whose one draw has no single right place, e.g. on an
                                        # empty image; multi-dSprites with loc_sharpen = 4 counted
                                        # an object in every empty image, results/counting)
+    loc_sharpen_window: int = 0        # 0: the penalty is the entropy of each draw's whole q,
+                                       # which also counts the spread *across* objects (log n for
+                                       # n equal peaks), so it pushes all objects' peaks but one
+                                       # down; odd w: the entropy of q renormalised within the
+                                       # w x w square around each drawn location (one object's
+                                       # spread only; not in the paper)
     straight_through: bool = False     # hard locations forward, Gumbel-softmax gradient (not in
                                        # the paper, which renders the relaxed sample)
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -331,6 +337,9 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"config field loc_block must be odd (a square centred on a location), got {cfg.loc_block}")
     if cfg.loc_padding not in LOC_PADDINGS:
         raise ValueError(f"config field loc_padding must be one of {', '.join(LOC_PADDINGS)}, got {cfg.loc_padding!r}")
+    if cfg.loc_sharpen_window < 0 or (cfg.loc_sharpen_window > 0 and cfg.loc_sharpen_window % 2 == 0):
+        raise ValueError("config field loc_sharpen_window must be 0 (the whole image) or odd (a square "
+                         f"centred on a drawn location), got {cfg.loc_sharpen_window}")
     if cfg.count_window % 2 == 0:
         raise ValueError(f"config field count_window must be odd (a window centred on a pixel), got {cfg.count_window}")
     if cfg.steps == 0:

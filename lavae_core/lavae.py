@@ -114,6 +114,25 @@ def sample_without_replacement(logits: torch.Tensor, k: int, tau=None,
             torch.stack(log_q, 1), torch.stack(neg_ent, 1))
 
 
+def local_entropy(logits: torch.Tensor, idx: torch.Tensor, window: int) -> torch.Tensor:
+    """Entropy of softmax(``logits``) renormalised within the ``window`` x ``window`` square around
+    each drawn location (``loc_sharpen_window``; not in the paper): one object's spread, where the
+    entropy of the whole q also counts the spread across objects.
+
+    logits (B, H, W), idx (B, k) flattened locations -> (B, k) nats. Pixels outside the image are
+    left out. Gathered, not unfolded: B x k x window^2 values; no host read.
+    """
+    b, hgt, wid = logits.shape
+    r = window // 2
+    padded = F.pad(logits, (r, r, r, r), value=TAKEN).flatten(1)         # (B, (H+2r)(W+2r))
+    off = torch.arange(-r, r + 1, device=logits.device)
+    rows = (idx // wid)[..., None, None] + r + off[:, None]               # (B, k, w, 1)
+    cols = (idx % wid)[..., None, None] + r + off[None, :]                # (B, k, 1, w)
+    flat = (rows * (wid + 2 * r) + cols).flatten(2)                       # (B, k, w * w)
+    lq = padded.gather(1, flat.flatten(1)).view(flat.shape).log_softmax(-1)
+    return -(lq.exp() * lq).sum(-1)
+
+
 class _SampleWeights:
     """Holder of the per-sample weights (N,) that :class:`MaskedBatchNorm2d` layers read; None
     outside a static-slot training step. A plain object (not a module or buffer): nothing is saved."""
@@ -399,7 +418,10 @@ class LAVAE(nn.Module):
         ``aux_weight``) x the entropy of every present slot's q (``loc_ent``): the location KL
         rewards a spread q by its entropy, and a decoder that draws blurred prototypes rewards it
         too, so q can stay a plateau; this pulls the other way once the warm-up has placed h_loc.
-        With ``cfg.loc_sharpen_forced`` False the images forced to n = 1 take no penalty.
+        With ``cfg.loc_sharpen_forced`` False the images forced to n = 1 take no penalty. With
+        ``cfg.loc_sharpen_window`` = w > 0 the penalty is each draw's :func:`local_entropy` in the
+        w x w square around it instead (the whole q's entropy includes log n across n objects, so
+        sharpening it pushes every object's peak but one down).
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -470,7 +492,9 @@ class LAVAE(nn.Module):
         loss = recon + kl_weight * (kl_app_loss + kl_loc) + kl_n   # = neg_elbo at weight 1, no free bits
         loc_ent = -(neg_ent * m).sum(1)                             # entropy of each drawn q, summed
         if cfg.loc_sharpen > 0:    # entropy penalty, faded in as the warm-up's squared loss fades
-            pen = loc_ent if cfg.loc_sharpen_forced else loc_ent * (~forced).to(x.dtype)
+            pen = loc_ent if cfg.loc_sharpen_window == 0 else (
+                local_entropy(logits.view(b, hw, hw), idx, cfg.loc_sharpen_window) * m).sum(1)
+            pen = pen if cfg.loc_sharpen_forced else pen * (~forced).to(x.dtype)
             loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * pen
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent}

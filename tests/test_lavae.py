@@ -6,7 +6,7 @@ import torch
 
 from lavae_core.baseline import gaussian_kl, log_normal
 from lavae_core.config import make_config
-from lavae_core.lavae import LAVAE, f_count, sample_without_replacement
+from lavae_core.lavae import LAVAE, f_count, local_entropy, sample_without_replacement
 from synthetic import blob_scenes
 
 
@@ -503,3 +503,45 @@ def test_loc_sharpen_forced_false_spares_the_images_forced_to_one_object():
         out[lam, forced_too, p] = m.loss_terms(x, tau=0.5, p_force_one=p)["loss"]
     assert torch.equal(out[2.0, False, 1.0], out[0.0, True, 1.0])
     assert torch.equal(out[2.0, False, 0.0], out[2.0, True, 0.0])
+
+
+def test_local_entropy_measures_one_objects_spread_not_the_spread_across_objects():
+    """Hand-made maps: a spike has local entropy ~0 and a 5-pixel plateau log 5 in any window
+    that holds it, while the whole q's entropy of two such spikes is log 2; a window at the border
+    leaves out the pixels outside the image."""
+    h = torch.zeros(1, 16, 16)
+    h[0, 3, 3] = h[0, 12, 12] = 40.0                          # two spikes
+    idx = torch.tensor([[3 * 16 + 3, 12 * 16 + 12]])
+    assert torch.allclose(local_entropy(h, idx, 5), torch.zeros(1, 2), atol=1e-6)
+    q = h.flatten(1).softmax(1)
+    assert math.isclose(float(-(q * q.clamp_min(1e-30).log()).sum()), math.log(2), rel_tol=1e-4)
+    p = torch.zeros(1, 16, 16)
+    p[0, 8, 7:10] = p[0, 7, 8] = p[0, 9, 8] = 40.0            # a plus-shaped plateau of 5 pixels
+    for w in (3, 5, 7):
+        assert math.isclose(float(local_entropy(p, torch.tensor([[8 * 16 + 8]]), w)), math.log(5), rel_tol=1e-5)
+    flat = torch.zeros(1, 16, 16)                             # uniform: log of the pixels inside
+    assert math.isclose(float(local_entropy(flat, torch.tensor([[0]]), 5)), math.log(9), rel_tol=1e-5)
+    assert math.isclose(float(local_entropy(flat, torch.tensor([[8 * 16 + 8]]), 5)), math.log(25), rel_tol=1e-5)
+
+
+def test_loc_sharpen_window_penalises_each_draws_local_entropy_and_reaches_h_loc():
+    """loc_sharpen_window = w: the loss gains lambda x (1 - aux_weight) x the summed local entropy
+    of the present slots (not the whole q's); the ELBO is untouched and the gradient reaches h_loc."""
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    torch.manual_seed(0)
+    m = LAVAE(make_config("smoke", loc_block=5)).train()
+    out = {}
+    for lam, w in ((0.0, 0), (2.0, 0), (2.0, 5)):
+        m.cfg.loc_sharpen, m.cfg.loc_sharpen_window = lam, w
+        torch.manual_seed(1)
+        out[lam, w] = m.loss_terms(x, tau=0.5, p_force_one=1.0, aux_weight=0.25)   # one draw each
+    local = out[2.0, 5]["loss"] - out[0.0, 0]["loss"]
+    whole = out[2.0, 0]["loss"] - out[0.0, 0]["loss"]
+    assert torch.allclose(whole, 1.5 * out[0.0, 0]["loc_ent"], rtol=1e-3, atol=0.05)
+    assert bool((local > -0.05).all()) and bool((local <= 1.5 * math.log(25) + 0.05).all())
+    spread = out[0.0, 0]["loc_ent"] > math.log(25) + 1       # the whole q: spread over the image
+    assert bool(spread.any()) and bool((local[spread] < whole[spread] - 1.5).all())
+    assert torch.allclose(out[2.0, 5]["elbo"], out[0.0, 0]["elbo"])
+    m.zero_grad()
+    out[2.0, 5]["loss"].sum().backward()
+    assert all(p.grad is not None for p in m.loc_net.parameters())

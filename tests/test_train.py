@@ -226,6 +226,9 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     ("loc_sharpen", -1.0, "loc_sharpen must be a number >= 0"),
     ("loc_sharpen_forced", "false", "loc_sharpen_forced must be True or False"),
     ("app_free_bits", "1", "app_free_bits must be a finite number"),
+    ("loc_sharpen_window", 4, "loc_sharpen_window must be 0 .* or odd"),
+    ("loc_sharpen_window", -3, "loc_sharpen_window must be 0 .* or odd"),
+    ("loc_sharpen_window", 5.0, "loc_sharpen_window must be an integer"),
 ])
 def test_new_recipe_options_reject_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
