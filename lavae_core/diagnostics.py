@@ -78,6 +78,34 @@ def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarra
     return {"object": inside[present].numpy(), "background": background.numpy()}
 
 
+MISS_REASONS = ("found", "below threshold", "under another object's maximum", "under a background maximum")
+
+
+def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float) -> dict[str, np.ndarray]:
+    """Why f_count (``window``, ``threshold`` on h_loc) misses an object, per present object:
+    "reason" (index into ``MISS_REASONS``): 0 if a counted maximum lies in its box; else 1 if h_loc
+    stays at or below the threshold in the whole box; else 2 or 3: its box's highest pixel is
+    not a local maximum, and the higher value of the ``window`` x ``window`` square around it (the
+    one f_count kept) lies in another object's box (2) or in no box (3). Also "peaks" (maxima
+    counted in the box: > 1 is an over-count there) and "box_max" (h_loc's highest value in it)."""
+    import torch.nn.functional as F
+    h = h_loc.detach().float().cpu()
+    b, hh, ww = h.shape
+    masks = box_masks(boxes, hh)                                         # (B, K, H, W)
+    present = masks.flatten(2).any(2)
+    pooled, src = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2,
+                               return_indices=True)                      # src: flat index of the max
+    peaks = (h == pooled[:, 0]) & (h > threshold)
+    n_peaks = (peaks[:, None] & masks).flatten(2).sum(2)                  # (B, K)
+    box_max, arg = h[:, None].masked_fill(~masks, float("-inf")).flatten(2).max(2)
+    winner = src[:, 0].flatten(1).gather(1, arg)                         # (B, K) where the max lies
+    in_box = masks.flatten(2).gather(2, winner[:, None, :].expand(-1, masks.shape[1], -1))  # (B, K', K)
+    other = (in_box & ~torch.eye(masks.shape[1], dtype=torch.bool)[None]).any(1)
+    reason = torch.where(n_peaks > 0, 0, torch.where(box_max <= threshold, 1, torch.where(other, 2, 3)))
+    return {"reason": reason[present].numpy(), "peaks": n_peaks[present].numpy(),
+            "box_max": box_max[present].numpy()}
+
+
 MAXIMA_KINDS = ("object", "border", "other")
 
 

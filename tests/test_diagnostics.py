@@ -146,3 +146,26 @@ def test_maxima_kinds_on_hand_placed_peaks():
             if spots[i, r, c] == "border"} == {"other"}
     # an object centre on the border wins: a maximum near it is the object's
     assert MAXIMA_KINDS[int(maxima_kinds(peaks, np.array([[[1, 31]], [[-1, -1]]]))[0, 0, 30])] == "object"
+
+
+def test_missed_objects_tells_why_f_count_misses_each_object():
+    """Five hand-placed objects (8x8 boxes): one whose highest pixel lies in the window of a
+    higher maximum in the next box, that next one (found, with a second maximum in its box), one
+    under the threshold, one under a higher background pixel, one found; an absent slot is left
+    out."""
+    from lavae_core.diagnostics import MISS_REASONS, missed_objects
+    boxes = np.array([[[0, 0, 8, 8], [0, 8, 8, 8], [30, 30, 8, 8], [50, 50, 8, 8], [20, 0, 8, 8],
+                       [-1, -1, -1, -1]]])
+    h = torch.zeros(1, 64, 64)
+    h[0, 4, 9] = 20.0                # second box: its highest pixel ...
+    h[0, 4, 6] = 15.0                # first box's own highest pixel, 3 px from a higher one
+    h[0, 4, 15] = 9.0                # ... and the second box's other maximum, 6 px away
+    h[0, 34, 34] = 3.0               # third box: under the threshold 4
+    h[0, 53, 56], h[0, 53, 58] = 8.0, 12.0   # fourth box: a higher pixel just outside it
+    h[0, 24, 4], h[0, 24, 2] = 9.0, 6.0      # fifth box: found, a lower pixel in its window
+    r = missed_objects(h, boxes, window=7, threshold=4.0)
+    assert [MISS_REASONS[i] for i in r["reason"]] == [
+        "under another object's maximum", "found", "below threshold", "under a background maximum",
+        "found"]
+    assert r["peaks"].tolist() == [0, 2, 0, 0, 1]
+    assert r["box_max"] == pytest.approx([15.0, 20.0, 3.0, 8.0, 9.0])
