@@ -4,11 +4,17 @@ metrics.csv) and evaluation (Table 1) both measure it with these functions.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .datasets import as_float
+from .datasets import as_float, generate
+
+# held-out sets of the counting scripts: fresh draws of the training distribution and of the
+# 7-object set, not the test splits of Table 1, so that nothing is chosen on the test set
+HELD_OUT = {"0-3 objects": ((0, 3), 100), "7 objects": ((7, 7), 101)}   # name: (objects, seed)
 
 
 def predict_counts(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -56,6 +62,14 @@ def count_accuracy(model, images, counts, batch_size: int = 256, progress: bool 
     if len(counts) != len(images):
         raise ValueError(f"{len(images)} images but {len(counts)} counts")
     return accuracy_of(predict_counts(model, images, batch_size, progress), counts)
+
+
+@lru_cache(maxsize=4)
+def held_out(dataset: str, n_images: int) -> dict:
+    """{name: MultiObjectData} of :data:`HELD_OUT` for ``dataset``, ``n_images`` each (generated
+    once per data set and size)."""
+    return {name: generate(dataset, n_images, objects, seed, progress=False)
+            for name, (objects, seed) in HELD_OUT.items()}
 
 
 def accuracy_of(pred: np.ndarray, counts: np.ndarray) -> dict:

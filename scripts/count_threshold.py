@@ -19,10 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.checkpoint import lavae_for_command  # noqa: E402
 from lavae_core.cli import Parser, fail, positive_int, positive_number  # noqa: E402
-from lavae_core.counting import accuracy_of, counts_at  # noqa: E402
-from lavae_core.datasets import generate  # noqa: E402
-
-HELD_OUT = {"0-3 objects": ((0, 3), 100), "7 objects": ((7, 7), 101)}   # (objects, seed)
+from lavae_core.counting import accuracy_of, counts_at, held_out  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -39,13 +36,9 @@ def main(argv=None) -> None:
         fail(prog, f"--windows must be odd (a window centred on a pixel), got {a.windows}")
     print("| checkpoint | trained with | held-out set | window | " + " | ".join(f"{g:g} gamma" for g in a.gammas) + " |")
     print("|---|---|---|---|" + "---|" * len(a.gammas))
-    held_out = {}   # (data set, set name) -> images, generated once for all checkpoints
     for path in a.checkpoints:
         model, cfg, _ = lavae_for_command(prog, path)
-        for name, (objects, seed) in HELD_OUT.items():
-            if (cfg.dataset, name) not in held_out:
-                held_out[cfg.dataset, name] = generate(cfg.dataset, a.images, objects, seed, progress=False)
-            data = held_out[cfg.dataset, name]
+        for name, data in held_out(cfg.dataset, a.images).items():
             windows = a.windows or [cfg.count_window]
             for w, counts in zip(windows, counts_at(model, data.images, a.gammas, windows)):
                 cells = [f"{100 * accuracy_of(c, data.counts)['accuracy']:.1f} % "

@@ -1,6 +1,6 @@
 """Which objects does f_count miss, and why? (issue 8)
 
-For each LAVAE checkpoint, on held-out images of its data set (the draws of
+For each LAVAE checkpoint, on held-out images of its data set (lavae_core.counting.held_out, as
 scripts/count_threshold.py: 0-3 objects, seed 100, and 7 objects, seed 101), with f_count as the
 model trained with (its ``count_threshold`` and ``count_window``): the count accuracy, the share of
 objects without a counted maximum in their box (and with more than one), why each missed object
@@ -22,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavae_core.checkpoint import lavae_for_command  # noqa: E402
 from lavae_core.cli import Parser, positive_int  # noqa: E402
-from lavae_core.datasets import as_float, generate  # noqa: E402
+from lavae_core.counting import held_out  # noqa: E402
+from lavae_core.datasets import as_float  # noqa: E402
 from lavae_core.diagnostics import MISS_REASONS, missed_objects  # noqa: E402
 
-HELD_OUT = {"0-3 objects": ((0, 3), 100), "7 objects": ((7, 7), 101)}   # as count_threshold.py
 ATTRIBUTES = {"multi-dsprites": ("shape", "scale", "color"), "multi-mnist-1k": ("label",),
               "multi-mnist-10k": ("label",)}
 
@@ -49,17 +49,13 @@ def main(argv=None) -> None:
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--images", type=positive_int, default=1000, help="held-out images per set")
     a = p.parse_args(argv)
-    held_out = {}
     print("| checkpoint | held-out set | count acc. | objects missed | of which: " +
           " / ".join(MISS_REASONS[1:]) + " | missed: median box max (threshold) | objects with > 1 "
           "maximum | miss rate by attribute |")
     print("|---|---|---|---|---|---|---|---|")
     for path in a.checkpoints:
         model, cfg, _ = lavae_for_command(prog, path)
-        for name, (objects, seed) in HELD_OUT.items():
-            if (cfg.dataset, name) not in held_out:
-                held_out[cfg.dataset, name] = generate(cfg.dataset, a.images, objects, seed, progress=False)
-            data = held_out[cfg.dataset, name]
+        for name, data in held_out(cfg.dataset, a.images).items():
             pred, r = reasons_for(model, data)
             missed = r["reason"] > 0
             why = " / ".join(f"{100 * (r['reason'][missed] == i).mean():.0f} %" if missed.any() else "-"

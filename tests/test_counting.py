@@ -84,3 +84,16 @@ def test_counts_at_windows_merges_close_peaks_only_in_a_wide_window():
     for bad in ([], [4], [0], [3.0]):
         with pytest.raises(ValueError, match="windows"):
             counts_at(model, images, [1], bad)
+
+
+def test_held_out_sets_are_fresh_draws_with_the_named_counts():
+    """The counting scripts' held-out sets: 0-3 objects and exactly 7, drawn with their own seeds
+    (other images than a draw with seed 0), the same objects on every call (cached)."""
+    from lavae_core.counting import held_out
+    from lavae_core.datasets import generate
+    sets = held_out("multi-dsprites", 20)
+    assert list(sets) == ["0-3 objects", "7 objects"]
+    assert sets["0-3 objects"].counts.max() <= 3 and (sets["7 objects"].counts == 7).all()
+    assert held_out("multi-dsprites", 20)["7 objects"] is sets["7 objects"]
+    assert not np.array_equal(sets["0-3 objects"].images, generate("multi-dsprites", 20, (0, 3), 0,
+                                                                    progress=False).images)
