@@ -81,13 +81,17 @@ def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarra
 MISS_REASONS = ("found", "below threshold", "under another object's maximum", "under a background maximum")
 
 
-def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float) -> dict[str, np.ndarray]:
+def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float, positions=None,
+                   near: int = 2) -> dict[str, np.ndarray]:
     """Why f_count (``window``, ``threshold`` on h_loc) misses an object, per present object:
     "reason" (index into ``MISS_REASONS``): 0 if a counted maximum lies in its box; else 1 if h_loc
     stays at or below the threshold in the whole box; else 2 or 3: its box's highest pixel is
     not a local maximum, and the higher value of the ``window`` x ``window`` square around it (the
     one f_count kept) lies in another object's box (2) or in no box (3). Also "peaks" (maxima
-    counted in the box: > 1 is an over-count there) and "box_max" (h_loc's highest value in it)."""
+    counted in the box: > 1 is an over-count there) and "box_max" (h_loc's highest value in it).
+    With ``positions`` (B, K, 2) (the true centres) also "own_peak": whether a 3x3 local maximum
+    above the threshold lies within ``near`` px (both axes) of the centre: a missed object with one
+    has a peak of its own that f_count's wider window hid."""
     import torch.nn.functional as F
     h = h_loc.detach().float().cpu()
     b, hh, ww = h.shape
@@ -102,8 +106,16 @@ def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float) ->
     in_box = masks.flatten(2).gather(2, winner[:, None, :].expand(-1, masks.shape[1], -1))  # (B, K', K)
     other = (in_box & ~torch.eye(masks.shape[1], dtype=torch.bool)[None]).any(1)
     reason = torch.where(n_peaks > 0, 0, torch.where(box_max <= threshold, 1, torch.where(other, 2, 3)))
-    return {"reason": reason[present].numpy(), "peaks": n_peaks[present].numpy(),
-            "box_max": box_max[present].numpy()}
+    out = {"reason": reason[present].numpy(), "peaks": n_peaks[present].numpy(),
+           "box_max": box_max[present].numpy()}
+    if positions is not None:
+        p3 = F.max_pool2d(h[:, None], 3, stride=1, padding=1)[:, 0]
+        own = ((h == p3) & (h > threshold)).float()[:, None]             # 3x3 maxima (B, 1, H, W)
+        around = F.max_pool2d(own, 2 * near + 1, stride=1, padding=near)[:, 0] > 0
+        pos = torch.as_tensor(np.asarray(positions), dtype=torch.long).clamp_min(0)
+        hit = around.flatten(1).gather(1, pos[..., 0] * ww + pos[..., 1])   # (B, K)
+        out["own_peak"] = hit[present].numpy()
+    return out
 
 
 MAXIMA_KINDS = ("object", "border", "other")

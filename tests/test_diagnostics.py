@@ -163,9 +163,15 @@ def test_missed_objects_tells_why_f_count_misses_each_object():
     h[0, 34, 34] = 3.0               # third box: under the threshold 4
     h[0, 53, 56], h[0, 53, 58] = 8.0, 12.0   # fourth box: a higher pixel just outside it
     h[0, 24, 4], h[0, 24, 2] = 9.0, 6.0      # fifth box: found, a lower pixel in its window
-    r = missed_objects(h, boxes, window=7, threshold=4.0)
+    centres = boxes[..., :2] + boxes[..., 2:] // 2                       # (row, col) = top-left + 4
+    r = missed_objects(h, boxes, window=7, threshold=4.0, positions=centres)
     assert [MISS_REASONS[i] for i in r["reason"]] == [
         "under another object's maximum", "found", "below threshold", "under a background maximum",
         "found"]
     assert r["peaks"].tolist() == [0, 2, 0, 0, 1]
+    # own 3x3 maxima above 4 within 2 px of the centre: the first box's (4, 6) and the fourth's
+    # (53, 56), hidden by the window; the second's are 3 px from its centre (4, 12); the fifth's
+    # (24, 4) is at it
+    assert r["own_peak"].tolist() == [True, False, False, True, True]
+    assert "own_peak" not in missed_objects(h, boxes, window=7, threshold=4.0)
     assert r["box_max"] == pytest.approx([15.0, 20.0, 3.0, 8.0, 9.0])
