@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .baseline import gaussian_kl
-from .lavae import bernoulli_log_prob, sample_without_replacement
+from .lavae import bernoulli_log_prob, f_count, sample_without_replacement
 
 COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj")
 
@@ -97,9 +97,9 @@ def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float, po
     b, hh, ww = h.shape
     masks = box_masks(boxes, hh)                                         # (B, K, H, W)
     present = masks.flatten(2).any(2)
-    pooled, src = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2,
-                               return_indices=True)                      # src: flat index of the max
-    peaks = (h == pooled[:, 0]) & (h > threshold)
+    _, src = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2,
+                          return_indices=True)      # src: flat index of each window's max
+    peaks = f_count(h, threshold, window, h[0].numel())[1]             # what f_count counts
     n_peaks = (peaks[:, None] & masks).flatten(2).sum(2)                  # (B, K)
     box_max, arg = h[:, None].masked_fill(~masks, float("-inf")).flatten(2).max(2)
     winner = src[:, 0].flatten(1).gather(1, arg)                         # (B, K) where the max lies
@@ -109,8 +109,7 @@ def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float, po
     out = {"reason": reason[present].numpy(), "peaks": n_peaks[present].numpy(),
            "box_max": box_max[present].numpy()}
     if positions is not None:
-        p3 = F.max_pool2d(h[:, None], 3, stride=1, padding=1)[:, 0]
-        own = ((h == p3) & (h > threshold)).float()[:, None]             # 3x3 maxima (B, 1, H, W)
+        own = f_count(h, threshold, 3, h[0].numel())[1].float()[:, None]  # 3x3 maxima (B, 1, H, W)
         around = F.max_pool2d(own, 2 * near + 1, stride=1, padding=near)[:, 0] > 0
         pos = torch.as_tensor(np.asarray(positions), dtype=torch.long).clamp_min(0)
         hit = around.flatten(1).gather(1, pos[..., 0] * ww + pos[..., 1])   # (B, K)

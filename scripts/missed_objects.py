@@ -32,15 +32,16 @@ ATTRIBUTES = {"multi-dsprites": ("shape", "scale", "color"), "multi-mnist-1k": (
 
 
 @torch.no_grad()
-def reasons_for(model, data, batch_size: int = 250) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(predicted counts (N,), missed_objects' dict over all present objects of ``data``)."""
+def reasons_for(model, data, threshold: float, batch_size: int = 250) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(predicted counts (N,), missed_objects' dict over all present objects of ``data``), with
+    f_count's ``threshold`` on h_loc as the model trained with it."""
     model.eval()
     cfg, counts, parts = model.cfg, [], []
     for i in range(0, len(data.counts), batch_size):
         h = model.infer_loc(as_float(data.images[i:i + batch_size]))
         counts.append(model.count(h)[0].numpy())
-        parts.append(missed_objects(h, data.boxes[i:i + batch_size], cfg.count_window,
-                                    cfg.count_threshold * cfg.gamma, data.positions[i:i + batch_size]))
+        parts.append(missed_objects(h, data.boxes[i:i + batch_size], cfg.count_window, threshold,
+                                    data.positions[i:i + batch_size]))
     return np.concatenate(counts), {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -57,13 +58,13 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for path in a.checkpoints:
         model, cfg, _ = lavae_for_command(prog, path)
+        thr = cfg.count_threshold * cfg.gamma
         for name, data in held_out(cfg.dataset, a.images).items():
-            pred, r = reasons_for(model, data)
+            pred, r = reasons_for(model, data, thr)
             missed = r["reason"] > 0
             why = " / ".join(f"{100 * (r['reason'][missed] == i).mean():.0f} %" if missed.any() else "-"
                              for i in range(1, len(MISS_REASONS)))
             median_max = f"{np.median(r['box_max'][missed]):.1f}" if missed.any() else "-"
-            thr = cfg.count_threshold * cfg.gamma
             own = f"{100 * r['own_peak'][missed].mean():.0f} %" if missed.any() else "-"
             by_attr = []
             for attr in ATTRIBUTES.get(cfg.dataset, ()):
