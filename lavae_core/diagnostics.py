@@ -94,7 +94,7 @@ def missed_objects(h_loc: torch.Tensor, boxes, window: int, threshold: float, po
     has a peak of its own that f_count's wider window hid."""
     import torch.nn.functional as F
     h = h_loc.detach().float().cpu()
-    b, hh, ww = h.shape
+    _, hh, ww = h.shape
     masks = box_masks(boxes, hh)                                         # (B, K, H, W)
     present = masks.flatten(2).any(2)
     _, src = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2,
