@@ -67,13 +67,11 @@ def peak_heights(h_loc: torch.Tensor, boxes, window: int) -> dict[str, np.ndarra
     """h_loc's highest value inside each present object's box ("object", (n_objects,)), and per
     image the highest local maximum (``window`` x ``window``, as f_count) outside every box
     ("background", (B,), -inf when there is none)."""
-    import torch.nn.functional as F
     h = h_loc.detach().float().cpu()
     masks = box_masks(boxes, h.shape[-1])                                # (B, K, H, W)
     present = masks.flatten(2).any(2)
     inside = h[:, None].masked_fill(~masks, float("-inf")).flatten(2).max(2).values
-    pooled = F.max_pool2d(h[:, None], window, stride=1, padding=window // 2)[:, 0]
-    peaks = (h == pooled) & ~masks.any(1)
+    peaks = f_count(h, float("-inf"), window, h[0].numel())[1] & ~masks.any(1)  # f_count's maxima
     background = h.masked_fill(~peaks, float("-inf")).flatten(1).max(1).values
     return {"object": inside[present].numpy(), "background": background.numpy()}
 
