@@ -211,7 +211,7 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
                   "within +-7 px of each other in both axes, so the square never covers another "
                   "object's centre. On multi-dSprites 28 % of redraws remain (seed 0); 15 there: "
                   "98.96 % / 77.09 % instead of 95.93 % / 85.78 % (10k images), not adopted; at 2.5 gamma "
-                  "(seeds 0-1): bound 160.7 against 218.0, 0-3 shapes 98.8 %, 7 shapes 80.8 % "
+                  "(seeds 0-1, 2-core EPYC, 3,000 steps): bound 160.7 against 218.0, 0-3 shapes 98.8 %, 7 shapes 80.8 % "
                   "against 84.2 %, two seeds only, not adopted yet (results/counting)"),
     "loc_sharpen": (4.0, "an entropy penalty on each drawn location's q (paper: none), faded in as "
                     "the warm-up's squared loss fades out; the location KL rewards a spread q, and "
