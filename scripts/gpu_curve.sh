@@ -11,7 +11,10 @@
 #   bash scripts/gpu_curve.sh --unpack DIR       # here, afterwards: DIR = the files that came back
 #
 # Options: --minutes M (training time per run, all runs at once; default 6), --runs
-# "model:dataset:seed ..." (default LAVAE and the baseline on multi-MNIST-1k, seeds 0-2),
+# "model:dataset:seed[:KEY=VALUE,...] ..." (default LAVAE and the baseline on multi-MNIST-1k, seeds
+# 0-2; a fourth field adds config overrides to that run only, after --set's, and names its folder,
+# e.g. lavae:multi-dsprites:0:count_window=9 -> lavae_multi-dsprites_cpu_s0_count_window-9, so
+# that two variants of one seed train side by side in one call),
 # --profile P (default cpu), --steps N (cap, default 100000), --snapshot-every N (default 1000),
 # --eval-every N (metrics.csv's evaluation, default 1000), --images N (curve images, default
 # 1000), --k K (default 100), --threads T (CPU threads per process, default 2), --set "KEY=VALUE
@@ -29,7 +32,7 @@ extra="tf32=false" state=runs/gpu_curve out="${OUT:-curve_out}" unpack=""
 runs="lavae:multi-mnist-1k:0 lavae:multi-mnist-1k:1 lavae:multi-mnist-1k:2 baseline:multi-mnist-1k:0 baseline:multi-mnist-1k:1 baseline:multi-mnist-1k:2"
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     esac
     [ "$#" -ge 2 ] || { echo "gpu_curve.sh: $1 needs a value" >&2; exit 2; }
     case "$1" in
@@ -49,6 +52,12 @@ while [ "$#" -gt 0 ]; do
         *) echo "gpu_curve.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
+done
+for r in $runs; do   # check every run's spec before anything starts
+    IFS=: read -r model dataset seed sets rest <<< "$r"
+    case "$model" in lavae|baseline) ;; *) echo "gpu_curve.sh: run $r: model must be lavae or baseline" >&2; exit 2 ;; esac
+    [[ -n "$dataset" && "$seed" =~ ^[0-9]+$ && -z "$rest" ]] || { echo "gpu_curve.sh: run $r is not model:dataset:seed[:KEY=VALUE,...]" >&2; exit 2; }
+    [[ -z "$sets" || "$sets" =~ ^[A-Za-z0-9_]+=[^,=]+(,[A-Za-z0-9_]+=[^,=]+)*$ ]] || { echo "gpu_curve.sh: run $r: overrides must be KEY=VALUE,KEY=VALUE" >&2; exit 2; }
 done
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -77,15 +86,19 @@ if command -v nvidia-smi > /dev/null; then
 fi
 dirs=() pids=()
 for r in $runs; do
-    IFS=: read -r model dataset seed <<< "$r"
+    IFS=: read -r model dataset seed sets <<< "$r"
     dir="$state/${model}_${dataset}_${profile}_s${seed}"
+    run_sets="$extra"
+    if [ -n "$sets" ]; then
+        tag="${sets//=/-}"; dir="${dir}_${tag//,/_}"; run_sets="$extra ${sets//,/ }"
+    fi
     mkdir -p "$dir"
     dirs+=("$dir")
     say "train $dir for $minutes min (steps <= $steps, snapshot every $snap)"
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=$threads "$PYTHON" -m lavae_core.train --profile "$profile" --dataset "$dataset" \
         --model "$model" --seed "$seed" --run-dir "$dir" --steps "$steps" --no-progress \
-        --max-minutes "$minutes" --set snapshot_every="$snap" eval_every="$eval_every" $extra \
+        --max-minutes "$minutes" --set snapshot_every="$snap" eval_every="$eval_every" $run_sets \
         > "$dir/train.log" 2>&1 &
     pids+=($!)
 done

@@ -305,7 +305,11 @@ def test_gpu_curve_script_rejects_bad_input(tmp_path):
     from lavae_core import REPO_ROOT
     for args, code, msg in ((["--bogus", "1"], 2, "unknown option --bogus"),
                             (["--minutes"], 2, "--minutes needs a value"),
-                            (["--unpack", str(tmp_path)], 1, f"no curve.tgz in {tmp_path}")):
+                            (["--unpack", str(tmp_path)], 1, f"no curve.tgz in {tmp_path}"),
+                            (["--runs", "lavae:multi-dsprites"], 2, "is not model:dataset:seed"),
+                            (["--runs", "vae:multi-dsprites:0"], 2, "model must be lavae or baseline"),
+                            (["--runs", "lavae:multi-dsprites:0:loc_block"], 2,
+                             "overrides must be KEY=VALUE,KEY=VALUE")):
         r = subprocess.run(["bash", "scripts/gpu_curve.sh", *args], cwd=REPO_ROOT,
                            capture_output=True, text=True)
         assert r.returncode == code and msg in r.stderr, (args, r.stderr)
