@@ -53,11 +53,13 @@ while [ "$#" -gt 0 ]; do
     esac
     shift 2
 done
-for r in $runs; do   # check every run's spec before anything starts
+specs=()   # every run's spec, checked and parsed once, before anything starts
+for r in $runs; do
     IFS=: read -r model dataset seed sets rest <<< "$r"
     case "$model" in lavae|baseline) ;; *) echo "gpu_curve.sh: run $r: model must be lavae or baseline" >&2; exit 2 ;; esac
     [[ -n "$dataset" && "$seed" =~ ^[0-9]+$ && -z "$rest" ]] || { echo "gpu_curve.sh: run $r is not model:dataset:seed[:KEY=VALUE,...]" >&2; exit 2; }
     [[ -z "$sets" || "$sets" =~ ^[A-Za-z0-9_]+=[^,=]+(,[A-Za-z0-9_]+=[^,=]+)*$ ]] || { echo "gpu_curve.sh: run $r: overrides must be KEY=VALUE,KEY=VALUE" >&2; exit 2; }
+    specs+=("$model $dataset $seed ${sets//,/ }")
 done
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -85,20 +87,17 @@ if command -v nvidia-smi > /dev/null; then
     smi=$!
 fi
 dirs=() pids=()
-for r in $runs; do
-    IFS=: read -r model dataset seed sets <<< "$r"
+for spec in "${specs[@]}"; do
+    read -r model dataset seed sets <<< "$spec"
     dir="$state/${model}_${dataset}_${profile}_s${seed}"
-    run_sets="$extra"
-    if [ -n "$sets" ]; then
-        tag="${sets//=/-}"; dir="${dir}_${tag//,/_}"; run_sets="$extra ${sets//,/ }"
-    fi
+    if [ -n "$sets" ]; then tag="${sets//=/-}"; dir="${dir}_${tag// /_}"; fi
     mkdir -p "$dir"
     dirs+=("$dir")
     say "train $dir for $minutes min (steps <= $steps, snapshot every $snap)"
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=$threads "$PYTHON" -m lavae_core.train --profile "$profile" --dataset "$dataset" \
         --model "$model" --seed "$seed" --run-dir "$dir" --steps "$steps" --no-progress \
-        --max-minutes "$minutes" --set snapshot_every="$snap" eval_every="$eval_every" $run_sets \
+        --max-minutes "$minutes" --set snapshot_every="$snap" eval_every="$eval_every" $extra $sets \
         > "$dir/train.log" 2>&1 &
     pids+=($!)
 done
