@@ -59,7 +59,11 @@ for r in $runs; do
     case "$model" in lavae|baseline) ;; *) echo "gpu_curve.sh: run $r: model must be lavae or baseline" >&2; exit 2 ;; esac
     [[ -n "$dataset" && "$seed" =~ ^[0-9]+$ && -z "$rest" ]] || { echo "gpu_curve.sh: run $r is not model:dataset:seed[:KEY=VALUE,...]" >&2; exit 2; }
     [[ -z "$sets" || "$sets" =~ ^[A-Za-z0-9_]+=[^,=]+(,[A-Za-z0-9_]+=[^,=]+)*$ ]] || { echo "gpu_curve.sh: run $r: overrides must be KEY=VALUE,KEY=VALUE" >&2; exit 2; }
-    specs+=("$model $dataset $seed ${sets//,/ }")
+    spec="$model $dataset $seed ${sets//,/ }"
+    for seen in "${specs[@]}"; do
+        [ "$seen" != "$spec" ] || { echo "gpu_curve.sh: run $r is given twice (both would train into one folder)" >&2; exit 2; }
+    done
+    specs+=("$spec")
 done
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi

@@ -309,7 +309,9 @@ def test_gpu_curve_script_rejects_bad_input(tmp_path):
                             (["--runs", "lavae:multi-dsprites"], 2, "is not model:dataset:seed"),
                             (["--runs", "vae:multi-dsprites:0"], 2, "model must be lavae or baseline"),
                             (["--runs", "lavae:multi-dsprites:0:loc_block"], 2,
-                             "overrides must be KEY=VALUE,KEY=VALUE")):
+                             "overrides must be KEY=VALUE,KEY=VALUE"),
+                            (["--runs", "lavae:multi-dsprites:0:loc_block=15 lavae:multi-dsprites:1 "
+                                        "lavae:multi-dsprites:0:loc_block=15"], 2, "is given twice")):
         r = subprocess.run(["bash", "scripts/gpu_curve.sh", *args], cwd=REPO_ROOT,
                            capture_output=True, text=True)
         assert r.returncode == code and msg in r.stderr, (args, r.stderr)
