@@ -237,7 +237,7 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
                             "80.6 % / 69.7 %. K = 100 bound: no consistent change over the five pairs "
                             "(-15.6 to +31.1 nats; results/counting/README.md)"),
         "loc_block": (15, "with 11, 23-30 % of the later draws still landed on a shape already drawn "
-                      "(the larger shapes' plateaus are wider than 11 px). The 15x15 square covers another "
+                      "(redraw, step 3,000, seeds 0-2, H200 and CPU). The 15x15 square covers another "
                       "centre in 27 of the 10,000 test7 images, in none of test. 15 with count_window 9, "
                       "against 11 with 11, seeds 0-2, 3,000 steps, 2-core AMD EPYC (seed 0 of the 11 "
                       "block on the Xeon): K = 100 bound 161.8 against 213.6 (lower on every seed, by "
