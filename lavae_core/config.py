@@ -244,7 +244,7 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
                       "29-69 nats), 7 shapes 85.1 % against 79.4 % (higher on every seed), 0-3 shapes "
                       "98.1 % against 97.9 % (10,000 test images each; -2.3 to +2.4 points by seed), "
                       "redraw 0.06-0.09 against 0.25-0.30, ink IoU 0.77-0.83 against 0.71-0.77 "
-                      "(results/counting, eleventh and twelfth sections)"),
+                      "(results/counting/README.md, the eleventh and twelfth sessions' sections)"),
         "count_window": (9, "with the 15 block and f_count's 11x11 window, 7-shape images lost shapes "
                          "that have a peak of their own under a neighbour's window maximum (7 shapes "
                          "78.3 % / 83.3 %, seeds 0-1); a 9x9 window finds them (89.4 % / 88.9 %, missed "
