@@ -104,6 +104,10 @@ class Config:
                                        # down; odd w: the entropy of q renormalised within the
                                        # w x w square around each drawn location (one object's
                                        # spread only; not in the paper)
+    sprite_centre: float = 0.0         # weight of a penalty on each drawn sprite's centre of mass
+                                       # distance (px^2) from its canvas centre (not in the paper:
+                                       # 0 = none): without it z_app can shift the drawing and undo
+                                       # a shifted location, so q may stay a plateau
     straight_through: bool = False     # hard locations forward, Gumbel-softmax gradient (not in
                                        # the paper, which renders the relaxed sample)
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -308,7 +312,7 @@ NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_st
                      "warmup_anneal_steps", "seed", "kl_anneal_steps", "snapshot_every")
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
 NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits",
-                       "loc_sharpen")
+                       "loc_sharpen", "sprite_centre")
 PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
 LOC_PADDINGS = ("zeros", "replicate")
 

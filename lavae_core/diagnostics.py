@@ -21,6 +21,10 @@ Appearance (does z_app describe the object? Eq. 4, 9-10):
   the input's ink, mean over images that have ink.
 - ``kl_app_obj``: KL(q(z_app | x) || N(0, I)) per inferred object, in nats: near 0 when the
   decoder ignores z_app (posterior collapse).
+- ``shift_slope``: how far the drawn object moves, in image coordinates, when its location moves
+  by a pixel and z_app is read at the new location (:func:`shift_slope`): 1 for a sprite pinned
+  to its location, 0 when z_app undoes the move (then a plateau of locations explains the object
+  as well as one pixel does, and nothing makes q sharp).
 
 Both (not logged): :func:`recon_by_location_source`, the reconstruction with the true centres,
 with f_count's peaks and with draws from q: what the location posterior costs the appearance.
@@ -31,9 +35,9 @@ import numpy as np
 import torch
 
 from .baseline import gaussian_kl
-from .lavae import bernoulli_log_prob, f_count, sample_without_replacement
+from .lavae import bernoulli_log_prob, f_count, sample_without_replacement, sprite_offsets
 
-COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj")
+COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj", "shift_slope")
 
 
 def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -170,6 +174,35 @@ def ink_iou(recon: torch.Tensor, images: torch.Tensor, threshold: float = 0.5) -
 
 
 @torch.no_grad()
+def shift_slope(model, h_app: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor,
+                radius: int = 1) -> np.ndarray:
+    """Per present object: the least-squares slope of the drawn sprite's centre of mass (image
+    coordinates: location + :func:`lavae_core.lavae.sprite_offsets`) against the location, as the
+    location moves over the (2 radius + 1)^2 square around ``idx`` (B, K) and z_app is its
+    posterior mean read there (Eq. 9), averaged over rows and columns. h_app (B, 2L, H, W); mask
+    (B, K) -> (n_objects,). Locations off the image are clamped to it (they add no spread)."""
+    b, k = idx.shape
+    hw = h_app.shape[-1]
+    off = torch.arange(-radius, radius + 1, device=idx.device)
+    rows = ((idx // hw)[..., None, None] + off[:, None]).clamp(0, hw - 1)          # (B, K, w, 1)
+    cols = ((idx % hw)[..., None, None] + off[None, :]).clamp(0, hw - 1)           # (B, K, 1, w)
+    rows, cols = torch.broadcast_tensors(rows, cols)
+    where = (rows * hw + cols).flatten(2)[mask]                                     # (N, w*w)
+    if where.shape[0] == 0:
+        return np.zeros(0)
+    bi = torch.arange(b, device=idx.device)[:, None].expand(b, k)[mask]
+    latent = h_app.shape[1] // 2
+    mu = h_app[bi, :latent].flatten(2).gather(
+        2, where[:, None, :].expand(-1, latent, -1)).transpose(1, 2)                # (N, w*w, L)
+    sprites = model.decode_sprites(mu, torch.ones(mu.shape[:2], dtype=torch.bool, device=mu.device))
+    loc = torch.stack([where // hw, where % hw], -1).to(sprites.dtype)             # (N, w*w, 2)
+    com = loc + sprite_offsets(sprites)
+    dl, dc = loc - loc.mean(1, keepdim=True), com - com.mean(1, keepdim=True)
+    slope = (dl * dc).sum(1) / (dl * dl).sum(1).clamp_min(1e-6)                     # (N, 2)
+    return slope.mean(-1).cpu().numpy()
+
+
+@torch.no_grad()
 def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
     """Every diagnostic of the module docstring on the first ``n_images`` of ``data`` (a
     :class:`lavae_core.datasets.MultiObjectData`), as means -> {column: float}. For the baseline
@@ -186,7 +219,7 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         model.train(was_training)
         v = np.concatenate(ious)
         return {**{c: float("nan") for c in COLUMNS}, "ink_iou": float(np.nanmean(v))}
-    tops, dists, sprite_max, ious, kls, redraws = [], [], [], [], [], []
+    tops, dists, sprite_max, ious, kls, redraws, slopes = [], [], [], [], [], [], []
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
         x = torch.as_tensor(data.images[i:j]).to(dev, torch.float32)
@@ -203,6 +236,8 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
             sprite_max.append(inf.sprites.cpu()[m].flatten(1).max(1).values.numpy())
             kl = gaussian_kl(inf.z_app, inf.logvar.clamp(-12.0, 8.0)).sum(-1).cpu()
             kls.append(kl[m].numpy())
+            idx = model.locations_to_index(inf.locations)
+            slopes.append(shift_slope(model, model.infer_maps(x)[0], idx, inf.mask))
         ious.append(ink_iou(inf.recon.cpu(), x.cpu()))
     model.train(was_training)
 
@@ -213,7 +248,8 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
 
     redraw = (sum(r * w for r, w in redraws) / max(sum(w for _, w in redraws), 1)) if redraws else float("nan")
     return {"top_share": mean(tops), "redraw": float(redraw), "peak_dist": mean(dists),
-            "sprite_max": mean(sprite_max), "ink_iou": mean(ious), "kl_app_obj": mean(kls)}
+            "sprite_max": mean(sprite_max), "ink_iou": mean(ious), "kl_app_obj": mean(kls),
+            "shift_slope": mean(slopes)}
 
 
 @torch.no_grad()

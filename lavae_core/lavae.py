@@ -133,6 +133,20 @@ def local_entropy(logits: torch.Tensor, idx: torch.Tensor, window: int) -> torch
     return -(lq.exp() * lq).sum(-1)
 
 
+def sprite_offsets(sprites: torch.Tensor) -> torch.Tensor:
+    """Each sprite's centre of mass (its values summed over channels as weights) minus the canvas
+    centre, in pixels: sprites (..., C, S, S) -> (..., 2) (row, col). ``sprite_centre`` (not in the
+    paper) penalises its square: a decoder that may draw its object anywhere on the canvas lets
+    z_app undo a shifted location, so a plateau of locations explains an object as well as one
+    pixel does (measured on multi-dSprites: the drawn object stays put, in image coordinates, as
+    the location moves within +-2 px; results/appearance/README.md)."""
+    s = sprites.shape[-1]
+    w = sprites.sum(-3)                                                   # (..., S, S)
+    mass = w.sum((-2, -1)).clamp_min(1e-3)
+    ar = torch.arange(s, device=sprites.device, dtype=sprites.dtype) - (s // 2)
+    return torch.stack([(w.sum(-1) * ar).sum(-1), (w.sum(-2) * ar).sum(-1)], -1) / mass[..., None]
+
+
 class _SampleWeights:
     """Holder of the per-sample weights (N,) that :class:`MaskedBatchNorm2d` layers read; None
     outside a static-slot training step. A plain object (not a module or buffer): nothing is saved."""
@@ -422,6 +436,10 @@ class LAVAE(nn.Module):
         ``cfg.loc_sharpen_window`` = w > 0 the penalty is each draw's :func:`local_entropy` in the
         w x w square around it instead (the whole q's entropy includes log n across n objects, so
         sharpening it pushes every object's peak but one down).
+        With ``cfg.sprite_centre`` = lambda > 0 (not in the paper) ``loss`` adds lambda x the squared
+        distance (px^2) of every present sprite's centre of mass from its canvas centre
+        (:func:`sprite_offsets`; ``sprite_off`` is the distance): it pins each object to its
+        location, so a location posterior spread over several pixels costs reconstruction.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
@@ -498,6 +516,9 @@ class LAVAE(nn.Module):
             loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * pen
         out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
                "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent}
+        if cfg.sprite_centre > 0:  # pin each drawn object to its location (not in the paper)
+            off2 = (sprite_offsets(sprites).pow(2).sum(-1) * m).sum(1)
+            out.update(loss=loss + cfg.sprite_centre * off2, sprite_off2=off2)
         if aux:
             aux_terms = self.aux.loss_terms(x)
             target = cfg.aux_target_scale * F.interpolate(
