@@ -70,6 +70,7 @@ def test_diagnose_returns_every_column_in_range():
     assert set(d) == set(COLUMNS)
     assert 0 < d["top_share"] <= 1 and 0 <= d["redraw"] <= 1 and d["peak_dist"] >= 0
     assert 0 < d["sprite_max"] < 1 and 0 <= d["ink_iou"] <= 1 and d["kl_app_obj"] > 0
+    assert np.isfinite(d["shift_slope"])
 
 
 def test_peak_heights_separate_objects_from_background():
@@ -175,3 +176,32 @@ def test_missed_objects_tells_why_f_count_misses_each_object():
     assert r["own_peak"].tolist() == [True, False, False, True, True]
     assert "own_peak" not in missed_objects(h, boxes, window=7, threshold=4.0)
     assert r["box_max"] == pytest.approx([15.0, 20.0, 3.0, 8.0, 9.0])
+
+
+class _DotDecoder:
+    """A stand-in for LAVAE.decode_sprites that draws one bright pixel per sprite, at the canvas
+    centre plus (z[0], z[1]) pixels: z = 0 gives a sprite pinned to its location."""
+    def decode_sprites(self, z, mask):
+        s = 9
+        sprites = torch.zeros(*z.shape[:2], 1, s, s)
+        r = (s // 2 + z[..., 0]).round().long().clamp(0, s - 1)
+        c = (s // 2 + z[..., 1]).round().long().clamp(0, s - 1)
+        sprites.view(-1, s * s).scatter_(1, (r * s + c).view(-1, 1), 1.0)
+        return sprites
+
+
+def test_shift_slope_rigid_sprite_vs_one_that_undoes_the_move():
+    """1 when the drawn object follows its location; 0 when z_app read at a moved location moves
+    the drawing back (the plateau case); locations off the image are clamped, not extrapolated."""
+    from lavae_core.diagnostics import shift_slope
+    rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    idx = torch.tensor([[12 * 64 + 12, 37 * 64 + 47], [0, 30 * 64 + 63]])
+    mask = torch.tensor([[True, True], [True, False]])
+    rigid = torch.zeros(2, 4, 64, 64)                                   # L = 2: mu = 0 everywhere
+    assert shift_slope(_DotDecoder(), rigid, idx, mask, radius=2) == pytest.approx([1, 1, 1])
+    undo = torch.zeros(2, 4, 64, 64)               # image 0 draws at (12, 12), image 1 at (0, 0),
+    undo[0, 0], undo[0, 1] = 12.0 - rows, 12.0 - cols  # wherever z_app is read
+    undo[1, 0], undo[1, 1] = -rows, -cols
+    got = shift_slope(_DotDecoder(), undo, idx[:, :1], mask[:, :1], radius=2)
+    assert got == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert shift_slope(_DotDecoder(), rigid, idx, torch.zeros_like(mask)).size == 0

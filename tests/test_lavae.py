@@ -545,3 +545,36 @@ def test_loc_sharpen_window_penalises_each_draws_local_entropy_and_reaches_h_loc
     m.zero_grad()
     out[2.0, 5]["loss"].sum().backward()
     assert all(p.grad is not None for p in m.loc_net.parameters())
+
+
+def test_sprite_offsets_are_centres_of_mass_from_the_canvas_centre():
+    from lavae_core.lavae import sprite_offsets
+    s = torch.zeros(2, 3, 17, 17)
+    s[0, 0, 8, 11] = 1.0                        # one pixel 3 to the right of the centre
+    s[1, :, 5:12, 5:12] = 0.5                   # a square centred on the canvas, in every channel
+    s[1, 2, 8, 8] = 1.0
+    assert torch.allclose(sprite_offsets(s), torch.tensor([[0.0, 3.0], [0.0, 0.0]]), atol=1e-6)
+    s[1, 1, 0, 0] = 10.0                        # channels are summed: 10 of 84 units at (-8, -8)
+    assert torch.allclose(sprite_offsets(s)[1], torch.full((2,), -80 / 84), atol=1e-6)
+    assert torch.isfinite(sprite_offsets(torch.zeros(1, 1, 9, 9))).all()       # empty: 0, not nan
+
+
+def test_sprite_centre_adds_the_squared_offsets_of_present_sprites_and_reaches_f_sprite():
+    """sprite_centre = lambda: the loss gains lambda x the summed squared centre-of-mass offsets
+    (px^2) of the present slots' sprites; the ELBO is untouched; f_sprite gets the gradient. The
+    same in the static-slot path."""
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    for static in (False, True):
+        out = {}
+        for lam in (0.0, 3.0):
+            torch.manual_seed(0)
+            m = LAVAE(make_config("smoke", sprite_centre=lam)).train()
+            torch.manual_seed(1)
+            out[lam] = m.loss_terms(x, tau=0.5, p_force_one=1.0, static=static)   # n = 1 each
+        off2 = out[3.0]["sprite_off2"]
+        assert "sprite_off2" not in out[0.0] and bool((off2 > 0).all())
+        assert torch.allclose(out[3.0]["loss"] - out[0.0]["loss"], 3.0 * off2, rtol=1e-4, atol=1e-4)
+        assert torch.allclose(out[3.0]["elbo"], out[0.0]["elbo"])
+        m.zero_grad()
+        off2.sum().backward()
+        assert m.sprite.out.weight.grad.abs().sum() > 0

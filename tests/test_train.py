@@ -224,6 +224,8 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     ("straight_through", 1, "straight_through must be True or False"),
     ("app_free_bits", -0.5, "app_free_bits must be a number >= 0"),
     ("loc_sharpen", -1.0, "loc_sharpen must be a number >= 0"),
+    ("sprite_centre", -0.1, "sprite_centre must be a number >= 0"),
+    ("sprite_centre", "4", "sprite_centre must be a finite number"),
     ("loc_sharpen_forced", "false", "loc_sharpen_forced must be True or False"),
     ("app_free_bits", "1", "app_free_bits must be a finite number"),
     ("loc_sharpen_window", 4, "loc_sharpen_window must be 0 .* or odd"),
