@@ -514,11 +514,12 @@ class LAVAE(nn.Module):
                 local_entropy(logits.view(b, hw, hw), idx, cfg.loc_sharpen_window) * m).sum(1)
             pen = pen if cfg.loc_sharpen_forced else pen * (~forced).to(x.dtype)
             loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * pen
-        out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
-               "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent}
+        extra = {}
         if cfg.sprite_centre > 0:  # pin each drawn object to its location (not in the paper)
-            off2 = (sprite_offsets(sprites).pow(2).sum(-1) * m).sum(1)
-            out.update(loss=loss + cfg.sprite_centre * off2, sprite_off2=off2)
+            extra["sprite_off2"] = (sprite_offsets(sprites).pow(2).sum(-1) * m).sum(1)
+            loss = loss + cfg.sprite_centre * extra["sprite_off2"]
+        out = {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl_app": kl_app,
+               "kl_loc": kl_loc, "kl_n": kl_n, "n_hat": n_hat, "loc_ent": loc_ent, **extra}
         if aux:
             aux_terms = self.aux.loss_terms(x)
             target = cfg.aux_target_scale * F.interpolate(

@@ -561,16 +561,17 @@ def test_sprite_offsets_are_centres_of_mass_from_the_canvas_centre():
 
 def test_sprite_centre_adds_the_squared_offsets_of_present_sprites_and_reaches_f_sprite():
     """sprite_centre = lambda: the loss gains lambda x the summed squared centre-of-mass offsets
-    (px^2) of the present slots' sprites; the ELBO is untouched; f_sprite gets the gradient. The
-    same in the static-slot path."""
-    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    (px^2) of the present slots' sprites, in the warm-up too; the ELBO is untouched; f_sprite gets
+    the gradient. The same in the static-slot path."""
+    x = torch.as_tensor(blob_scenes(8)[0]).double()      # float64: the warm-up's loss is ~1e5
     for static in (False, True):
         out = {}
         for lam in (0.0, 3.0):
             torch.manual_seed(0)
-            m = LAVAE(make_config("smoke", sprite_centre=lam)).train()
+            m = LAVAE(make_config("smoke", sprite_centre=lam)).double().train()
             torch.manual_seed(1)
-            out[lam] = m.loss_terms(x, tau=0.5, p_force_one=1.0, static=static)   # n = 1 each
+            out[lam] = m.loss_terms(x, tau=0.5, p_force_one=1.0, aux_weight=0.5,   # n = 1 each,
+                                    static=static)                                # in the warm-up
         off2 = out[3.0]["sprite_off2"]
         assert "sprite_off2" not in out[0.0] and bool((off2 > 0).all())
         assert torch.allclose(out[3.0]["loss"] - out[0.0]["loss"], 3.0 * off2, rtol=1e-4, atol=1e-4)
