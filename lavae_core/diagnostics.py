@@ -187,13 +187,11 @@ def shift_slope(model, h_app: torch.Tensor, idx: torch.Tensor, mask: torch.Tenso
     rows = ((idx // hw)[..., None, None] + off[:, None]).clamp(0, hw - 1)          # (B, K, w, 1)
     cols = ((idx % hw)[..., None, None] + off[None, :]).clamp(0, hw - 1)           # (B, K, 1, w)
     rows, cols = torch.broadcast_tensors(rows, cols)
-    where = (rows * hw + cols).flatten(2)[mask]                                     # (N, w*w)
-    if where.shape[0] == 0:
+    where = (rows * hw + cols).flatten(2)                                           # (B, K, w*w)
+    if not mask.any():
         return np.zeros(0)
-    bi = torch.arange(b, device=idx.device)[:, None].expand(b, k)[mask]
-    latent = h_app.shape[1] // 2
-    mu = h_app[bi, :latent].flatten(2).gather(
-        2, where[:, None, :].expand(-1, latent, -1)).transpose(1, 2)                # (N, w*w, L)
+    mu = model.appearance_at(h_app, where.flatten(1))[0].view(b, k, where.shape[-1], -1)[mask]
+    where = where[mask]                                                             # (N, w*w)
     sprites = model.decode_sprites(mu, torch.ones(mu.shape[:2], dtype=torch.bool, device=mu.device))
     loc = torch.stack([where // hw, where % hw], -1).to(sprites.dtype)             # (N, w*w, 2)
     com = loc + sprite_offsets(sprites)

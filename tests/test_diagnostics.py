@@ -6,6 +6,7 @@ import torch
 from lavae_core.datasets import generate
 from lavae_core.diagnostics import (COLUMNS, MAXIMA_KINDS, box_masks, diagnose, ink_iou, location_stats,
                                    maxima_kinds, redraw_rate)
+from lavae_core.lavae import LAVAE
 from synthetic import peaked_lavae
 
 # two objects: boxes (top, left, h, w) and true centres (row, col) = (top + h // 2, left + w // 2)
@@ -180,7 +181,10 @@ def test_missed_objects_tells_why_f_count_misses_each_object():
 
 class _DotDecoder:
     """A stand-in for LAVAE.decode_sprites that draws one bright pixel per sprite, at the canvas
-    centre plus (z[0], z[1]) pixels: z = 0 gives a sprite pinned to its location."""
+    centre plus (z[0], z[1]) pixels: z = 0 gives a sprite pinned to its location. z is read off
+    h_app as LAVAE reads it."""
+    appearance_at = staticmethod(LAVAE.appearance_at)
+
     def decode_sprites(self, z, mask):
         s = 9
         sprites = torch.zeros(*z.shape[:2], 1, s, s)
