@@ -112,6 +112,11 @@ class Config:
                                        # appearance/README.md)
     straight_through: bool = False     # hard locations forward, Gumbel-softmax gradient (not in
                                        # the paper, which renders the relaxed sample)
+    loc_estimator: str = "gumbel"      # the location logits' gradient: "gumbel" (the paper's
+                                       # relaxed Gumbel-softmax sample) or "score" (not in the
+                                       # paper: hard locations, the score-function gradient of
+                                       # recon + kl_app + kl_loc with the greedy locations' cost as
+                                       # its baseline; unbiased, where the relaxed one is biased)
     # ---- bookkeeping -------------------------------------------------------------------------
     seed: int = 0
     log_every: int = 100
@@ -317,6 +322,7 @@ NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "
                        "loc_sharpen", "sprite_centre")
 PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
 LOC_PADDINGS = ("zeros", "replicate")
+LOC_ESTIMATORS = ("gumbel", "score")
 
 
 KINDS = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string",
@@ -357,6 +363,11 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"config field loc_block must be odd (a square centred on a location), got {cfg.loc_block}")
     if cfg.loc_padding not in LOC_PADDINGS:
         raise ValueError(f"config field loc_padding must be one of {', '.join(LOC_PADDINGS)}, got {cfg.loc_padding!r}")
+    if cfg.loc_estimator not in LOC_ESTIMATORS:
+        raise ValueError(f"config field loc_estimator must be one of {', '.join(LOC_ESTIMATORS)}, got {cfg.loc_estimator!r}")
+    if cfg.loc_estimator == "score" and cfg.straight_through:
+        raise ValueError("config fields straight_through and loc_estimator = 'score' exclude each other "
+                         "(the score estimator renders hard locations and needs no relaxed gradient)")
     if cfg.loc_sharpen_window < 0 or (cfg.loc_sharpen_window > 0 and cfg.loc_sharpen_window % 2 == 0):
         raise ValueError("config field loc_sharpen_window must be 0 (the whole image) or odd (a square "
                          f"centred on a drawn location), got {cfg.loc_sharpen_window}")

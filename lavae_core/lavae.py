@@ -149,8 +149,11 @@ def sprite_offsets(sprites: torch.Tensor) -> torch.Tensor:
 
 class _SampleWeights:
     """Holder of the per-sample weights (N,) that :class:`MaskedBatchNorm2d` layers read; None
-    outside a static-slot training step. A plain object (not a module or buffer): nothing is saved."""
+    outside a static-slot training step. ``update`` False: batch statistics without touching the
+    running ones (the ``loc_estimator = "score"`` baseline's extra pass). A plain object (not a
+    module or buffer): nothing is saved."""
     value: torch.Tensor | None = None
+    update: bool = True
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):
@@ -181,7 +184,7 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
         mean = xs.sum((0, 2, 3)) / n1
         xc = x - mean[None, :, None, None]
         var = torch.where(keep, xc, torch.zeros((), dtype=x.dtype, device=x.device)).pow(2).sum((0, 2, 3)) / n1
-        if self.track_running_stats and self.running_mean is not None:
+        if self.track_running_stats and self.running_mean is not None and self.holder.update:
             with torch.no_grad():
                 any_ = n > 0
                 self.num_batches_tracked.add_(any_.long())
@@ -347,19 +350,22 @@ class LAVAE(nn.Module):
                 sprites[mask] = self.sprite(z[mask]).to(z.dtype)
         return sprites
 
-    def decode_sprites_static(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def decode_sprites_static(self, z: torch.Tensor, mask: torch.Tensor,
+                              update_stats: bool = True) -> torch.Tensor:
         """f_sprite on every slot, with static shapes (issue 9): z (B, K, L), mask (B, K) ->
         (B, K, C, S, S). Absent slots' sprites are garbage (finite) and must be masked out, as
         :meth:`render` does; the batch norms' statistics see the present objects only
         (:class:`MaskedBatchNorm2d`), so present sprites, gradients and running statistics equal
-        :meth:`decode_sprites`'."""
+        :meth:`decode_sprites`'. ``update_stats`` False leaves the running statistics alone."""
         b, k, latent = z.shape
         self._sprite_weights.value = mask.reshape(b * k).to(z.dtype)
+        self._sprite_weights.update = update_stats
         try:
             with self.autocast(z):
                 sprites = self.sprite(z.reshape(b * k, latent)).to(z.dtype)
         finally:
             self._sprite_weights.value = None
+            self._sprite_weights.update = True
         return sprites.view(b, k, *sprites.shape[1:])
 
     def render(self, sprites: torch.Tensor, where: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -442,6 +448,13 @@ class LAVAE(nn.Module):
         to its location, so that z_app cannot undo a shifted location.
         With ``cfg.straight_through`` the forward pass renders and reads h_app at the hard (one-hot)
         locations while gradients flow through the Gumbel-softmax sample (not in the paper).
+        With ``cfg.loc_estimator = "score"`` (not in the paper, which relaxes the sample with
+        Gumbel-softmax) the locations are hard samples throughout and the location logits learn
+        from the score-function (REINFORCE) estimator of the gradient of E_q[recon + kl_app +
+        kl_loc]: ``loss`` adds (cost - baseline) x sum_i log q(z_loc^(i) | z_loc^(<i), x), with the
+        cost's value held fixed and the baseline the same cost at the greedy locations
+        (:meth:`_greedy_cost`, one more f_sprite pass without gradient); returned as ``score_adv``.
+        Unbiased, where the relaxed gradient is biased and, at a low temperature, local.
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
         of App. B); p(n) is always fitted to the inferred n_hat, so forcing does not bias the prior.
         With ``cfg.forced_no_loc_grad`` the forced images send no gradient into h_loc: one sample
@@ -485,17 +498,20 @@ class LAVAE(nn.Module):
         if cfg.forced_no_loc_grad and (static or forced.any()):
             logits = torch.where(forced[:, None], logits.detach(), logits)
         k = big_m if static else int(n.max())
-        idx, y, _, neg_ent = sample_without_replacement(logits, k, tau, noise=gumbel_u,
-                                                         block=cfg.loc_block)
+        score = cfg.loc_estimator == "score"
+        idx, y, log_q, neg_ent = sample_without_replacement(logits, k, None if score else tau,
+                                                            noise=gumbel_u, block=cfg.loc_block)
         if cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient
             y = F.one_hot(idx, logits.shape[1]).to(y.dtype) - y.detach() + y
         mask = torch.arange(k, device=dev)[None] < n[:, None]
-        stats = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2))   # Eq. 9 at the relaxed location
-        mu, logvar = stats.chunk(2, -1)
+        if score:                  # hard locations: Eq. 9 read at them, sprites pasted there
+            mu, logvar = self.appearance_at(h_app, idx)
+        else:                      # Eq. 9 at the relaxed location
+            mu, logvar = torch.einsum("bkd,bcd->bkc", y, h_app.flatten(2)).chunk(2, -1)
         logvar = logvar.clamp(-12.0, 8.0)
         z = mu + eps[:k].transpose(0, 1) * (0.5 * logvar).exp()
         sprites = self.decode_sprites_static(z, mask) if static else self.decode_sprites(z, mask)
-        lam = self.render(sprites, y, mask)
+        lam = self.render(sprites, idx if score else y, mask)
         m = mask.to(x.dtype)
         recon = -bernoulli_log_prob(lam, x)
         kl_dims = gaussian_kl(mu, logvar) * m[..., None]          # (B, K, L), absent slots 0
@@ -515,6 +531,11 @@ class LAVAE(nn.Module):
             pen = pen if cfg.loc_sharpen_forced else pen * (~forced).to(x.dtype)
             loss = loss + cfg.loc_sharpen * (1.0 - aux_weight) * pen
         extra = {}
+        if score:   # the score-function gradient of E_q[cost] w.r.t. the location logits
+            cost = recon + kl_app + kl_loc
+            base = self._greedy_cost(x, h_app, logits, mask, eps[:k].transpose(0, 1))
+            extra["score_adv"] = (cost - base).detach()
+            loss = loss + extra["score_adv"] * (log_q * m).sum(1)
         if cfg.sprite_centre > 0:  # pin each drawn object to its location (not in the paper)
             extra["sprite_off2"] = (sprite_offsets(sprites).pow(2).sum(-1) * m).sum(1)
             loss = loss + cfg.sprite_centre * extra["sprite_off2"]
@@ -530,6 +551,25 @@ class LAVAE(nn.Module):
             out.update(aux_vae=aux_terms["loss"], aux_sq=sq,
                        loss=loss + aux_terms["loss"] + aux_weight * cfg.aux_sq_weight * sq)
         return out
+
+    @torch.no_grad()
+    def _greedy_cost(self, x: torch.Tensor, h_app: torch.Tensor, logits: torch.Tensor,
+                     mask: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """recon + kl_app + kl_loc per image at the greedy locations (each draw the highest logit
+        left, the same blocking) with the same z_app noise ``eps`` (B, K, L): the baseline of the
+        ``loc_estimator = "score"`` gradient. It does not depend on the sampled locations, so the
+        estimator stays unbiased; f_sprite's running statistics are left alone."""
+        b, k = mask.shape
+        half = logits.new_full((1, 1, 1), 0.5).expand(k, b, logits.shape[1])   # constant noise
+        idx, _, _, neg_ent = sample_without_replacement(logits.detach(), k, noise=half,
+                                                        block=self.cfg.loc_block)
+        mu, logvar = self.appearance_at(h_app.detach(), idx)
+        logvar = logvar.clamp(-12.0, 8.0)
+        sprites = self.decode_sprites_static(mu + eps * (0.5 * logvar).exp(), mask, update_stats=False)
+        m = mask.to(x.dtype)
+        return (-bernoulli_log_prob(self.render(sprites, idx, mask), x)
+                + (gaussian_kl(mu, logvar) * m[..., None]).sum((1, 2))
+                + ((neg_ent - self.log_prior_loc(k, x.device)) * m).sum(1))
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x, n, z_loc, z_app) - log q(n, z_loc, z_app | x) for k exact (hard) samples per

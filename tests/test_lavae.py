@@ -372,7 +372,9 @@ def _step_grads(model, x, static, seed, **kw):
 
 @pytest.mark.parametrize("phase", [dict(tau=0.5, p_force_one=1.0, aux_weight=1.0),
                                    dict(tau=0.1, p_force_one=0.3, aux_weight=0.0),
-                                   dict(tau=0.1, p_force_one=0.3, aux_weight=0.0, loc_block=7)])
+                                   dict(tau=0.1, p_force_one=0.3, aux_weight=0.0, loc_block=7),
+                                   dict(tau=0.1, p_force_one=0.3, aux_weight=0.0, loc_block=7,
+                                        loc_estimator="score")])
 def test_static_slot_step_equals_the_eager_step(phase):
     """Issue 9: the static-shape step (M slots, absent ones masked, masked batch norm) is the same
     function as the eager step (max n slots, boolean indexing): on one seed, the same terms,
@@ -383,8 +385,10 @@ def test_static_slot_step_equals_the_eager_step(phase):
     torch.manual_seed(0)
     phase = dict(phase)
     block = phase.pop("loc_block", 1)
+    estimator = phase.pop("loc_estimator", "gumbel")
     # a low threshold: n_hat varies over the batch (here 0 to 9 of M = 10 slots)
-    base = LAVAE(make_config("smoke", count_threshold=2.0, count_window=9, loc_block=block)).train()
+    base = LAVAE(make_config("smoke", count_threshold=2.0, count_window=9, loc_block=block,
+                             loc_estimator=estimator)).train()
     for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-3)):
         a = copy.deepcopy(base).to(dtype)
         b = copy.deepcopy(base).to(dtype)
@@ -579,3 +583,75 @@ def test_sprite_centre_adds_the_squared_offsets_of_present_sprites_and_reaches_f
         m.zero_grad()
         off2.sum().backward()
         assert m.sprite.out.weight.grad.abs().sum() > 0
+
+
+def test_score_surrogate_gradient_is_the_exact_gradient_of_the_expected_cost():
+    """loc_estimator = "score": (cost - baseline) x sum_i log q(z_i | z_<i), cost held fixed, has
+    as its expected gradient the exact gradient of E_q[cost] for k = 2 draws without replacement
+    (exact enumeration over D = 9 locations), with or without a constant baseline."""
+    torch.manual_seed(0)
+    d = 9
+    logits = (torch.randn(d) * 1.5).requires_grad_(True)
+    table = torch.randn(d, d) * 3 + 10                   # cost of each ordered pair of locations
+    q = logits.softmax(0)
+    exact = sum(q[i] * q[j] / (1 - q[i]) * table[i, j] for i in range(d) for j in range(d) if i != j)
+    (g_exact,) = torch.autograd.grad(exact, logits)
+    n = 400_000
+    many = logits.detach().expand(n, d).clone().requires_grad_(True)
+    idx, _, log_q, _ = sample_without_replacement(many, 2)
+    cost = table[idx[:, 0], idx[:, 1]]
+    for base in (0.0, 10.0):
+        (g,) = torch.autograd.grad(((cost - base) * log_q.sum(1)).sum() / n, many, retain_graph=True)
+        assert torch.allclose(g.sum(0), g_exact, atol=0.06), (g.sum(0), g_exact)
+    assert float(g_exact.abs().max()) > 0.5           # a gradient worth matching
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_score_estimator_renders_hard_locations_and_teaches_h_loc(static):
+    """loc_estimator = "score": the sprites are pasted at hard locations (recon equals rendering at
+    the sampled indices), the loss carries (cost - greedy cost) x log q, whose gradient reaches the
+    location net; the ELBO is the one of those hard samples; f_sprite's running statistics move
+    once per step, as without the extra greedy pass."""
+    x = torch.as_tensor(blob_scenes(8)[0]).double()
+    torch.manual_seed(0)
+    m = LAVAE(make_config("smoke", loc_estimator="score", count_threshold=2.0, count_window=9)).double().train()
+    before = {k: v.clone() for k, v in m.sprite.state_dict().items()}
+    torch.manual_seed(1)
+    t = m.loss_terms(x, tau=0.5, p_force_one=0.3, static=static)
+    adv = t["score_adv"]
+    assert adv.shape == (8,) and bool(torch.isfinite(adv).all()) and float(adv.abs().max()) > 0
+    assert torch.allclose(t["elbo"], -(t["recon"] + t["kl_app"] + t["kl_loc"] + t["kl_n"]))
+    # the loss is -ELBO plus the surrogate, whose value is adv x sum log q (<= 0 per draw)
+    surrogate = t["loss"] + t["elbo"]
+    surrogate = surrogate.detach()
+    assert bool(((surrogate * adv.sign()) <= 1e-9).all()) and float(surrogate.abs().max()) > 0
+    m.zero_grad()
+    t["loss"].mean().backward()
+    g = [p.grad for p in m.loc_net.parameters() if p.grad is not None]
+    assert g and max(float(p.abs().max()) for p in g) > 0
+    # the greedy pass leaves the running statistics alone: one update per step, as without it
+    counts = {k: v for k, v in m.sprite.state_dict().items() if k.endswith("num_batches_tracked")}
+    assert counts and all(int(v - before[k]) == 1 for k, v in counts.items())
+
+
+def test_score_estimator_on_hard_samples_equals_rendering_at_them():
+    """With loc_estimator = "score" the recon term is that of the sprites pasted at the sampled
+    indices: re-drawn from the same seed with the same noise, the hard rendering gives it exactly."""
+    x = torch.as_tensor(blob_scenes(4)[0]).double()
+    torch.manual_seed(0)
+    m = LAVAE(make_config("smoke", loc_estimator="score")).double().eval()
+    torch.manual_seed(5)
+    t = m.loss_terms(x, tau=0.5, p_force_one=1.0)                # n = 1 for every image
+    torch.manual_seed(5)
+    h_app, h_loc = m.infer_maps(x)
+    forced = torch.rand(4) < 1.0
+    u = torch.rand(m.cfg.max_objects, 4, h_loc[0].numel())       # as loss_terms draws them
+    eps = torch.randn(m.cfg.max_objects, 4, m.cfg.latent_dim)
+    assert bool(forced.all())
+    idx = sample_without_replacement(h_loc.flatten(1), 1, noise=u, block=m.cfg.loc_block)[0]
+    mu, logvar = m.appearance_at(h_app, idx)
+    z = mu + eps[:1].transpose(0, 1) * (0.5 * logvar.clamp(-12.0, 8.0)).exp()
+    mask = torch.ones(4, 1, dtype=torch.bool)
+    lam = m.render(m.decode_sprites(z, mask), idx, mask)
+    from lavae_core.lavae import bernoulli_log_prob
+    assert torch.allclose(t["recon"], -bernoulli_log_prob(lam, x), rtol=1e-10)
