@@ -6,7 +6,8 @@ convolved with its location's one-hot map and the n results are summed into the 
 
 Inference model (Eq. 5, 7-11): two fully convolutional nets give h_app (2L channels) and h_loc
 (1 channel, times gamma); n is f_count(h_loc) (a point mass); locations are sampled sequentially
-without replacement from softmax(h_loc) (Gumbel-softmax while training); the appearance posterior's
+without replacement from softmax(h_loc) (Gumbel-softmax while training; hard samples with the
+score-function gradient under ``loc_estimator = "score"``, not in the paper); the appearance posterior's
 mean and log-variance are read off h_app at each location.
 
 Loss: the negative ELBO (Eq. 6) with the KL split as in Appendix A.

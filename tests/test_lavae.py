@@ -6,7 +6,7 @@ import torch
 
 from lavae_core.baseline import gaussian_kl, log_normal
 from lavae_core.config import make_config
-from lavae_core.lavae import LAVAE, f_count, local_entropy, sample_without_replacement
+from lavae_core.lavae import LAVAE, bernoulli_log_prob, f_count, local_entropy, sample_without_replacement
 from synthetic import blob_scenes
 
 
@@ -608,10 +608,9 @@ def test_score_surrogate_gradient_is_the_exact_gradient_of_the_expected_cost():
 
 @pytest.mark.parametrize("static", [False, True])
 def test_score_estimator_renders_hard_locations_and_teaches_h_loc(static):
-    """loc_estimator = "score": the sprites are pasted at hard locations (recon equals rendering at
-    the sampled indices), the loss carries (cost - greedy cost) x log q, whose gradient reaches the
-    location net; the ELBO is the one of those hard samples; f_sprite's running statistics move
-    once per step, as without the extra greedy pass."""
+    """loc_estimator = "score": the loss carries (cost - greedy cost) x log q, whose gradient
+    reaches the location net; the ELBO is the sum of its terms; f_sprite's running statistics move
+    once per step, as without the extra greedy pass. (That recon is the hard rendering's: next test.)"""
     x = torch.as_tensor(blob_scenes(8)[0]).double()
     torch.manual_seed(0)
     m = LAVAE(make_config("smoke", loc_estimator="score", count_threshold=2.0, count_window=9)).double().train()
@@ -622,8 +621,7 @@ def test_score_estimator_renders_hard_locations_and_teaches_h_loc(static):
     assert adv.shape == (8,) and bool(torch.isfinite(adv).all()) and float(adv.abs().max()) > 0
     assert torch.allclose(t["elbo"], -(t["recon"] + t["kl_app"] + t["kl_loc"] + t["kl_n"]))
     # the loss is -ELBO plus the surrogate, whose value is adv x sum log q (<= 0 per draw)
-    surrogate = t["loss"] + t["elbo"]
-    surrogate = surrogate.detach()
+    surrogate = (t["loss"] + t["elbo"]).detach()
     assert bool(((surrogate * adv.sign()) <= 1e-9).all()) and float(surrogate.abs().max()) > 0
     m.zero_grad()
     t["loss"].mean().backward()
@@ -653,5 +651,4 @@ def test_score_estimator_on_hard_samples_equals_rendering_at_them():
     z = mu + eps[:1].transpose(0, 1) * (0.5 * logvar.clamp(-12.0, 8.0)).exp()
     mask = torch.ones(4, 1, dtype=torch.bool)
     lam = m.render(m.decode_sprites(z, mask), idx, mask)
-    from lavae_core.lavae import bernoulli_log_prob
     assert torch.allclose(t["recon"], -bernoulli_log_prob(lam, x), rtol=1e-10)
