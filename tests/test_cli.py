@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lavae_core import datasets, evaluate, records, table1, train
+from lavae_core import compare, datasets, evaluate, records, table1, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +41,9 @@ CASES = [
     (datasets.main, ["--name", "multi-mnist-1k", "--split", "test", "--n-images", "5", "--mnist-dir",
                      "/no/such/folder"], "MNIST folder /no/such/folder"),
     (records.main, ["--only", "no-such-run"], "no shipped weights.pt"),
+    (compare.main, ["/no/such/eval.json", "x.json"], "no evaluation record at /no/such/eval.json"),
+    (compare.main, [str(ROOT / "checkpoints/lavae_multi-mnist-1k_cpu_s0"),
+                    str(ROOT / "checkpoints/lavae_multi-dsprites_cpu_s0")], "the records are on different data sets"),
     (table1.main, ["--seeds", "-1"], "'-1' is not an integer >= 0"),
     (table1.main, ["--datasets", "mnist"], "invalid choice: 'mnist'"),
     ("benchmark", ["--steps", "0"], "'0' is not a positive integer"),
