@@ -122,7 +122,10 @@ class Config:
                                        # better, ink IoU unchanged; multi-MNIST-1k seeds 0-2 and
                                        # 10k seed 0: share 0.75-0.85 (0.64-0.74), bound better on
                                        # three runs, 10 nats worse on 1k seed 0
-                                       # (results/appearance/README.md)
+                                       # (results/appearance/README.md). "score-after-warmup":
+                                       # "gumbel" while the warm-up's auxiliary loss is on, "score"
+                                       # from the step its weight reaches 0 (hard draws from the
+                                       # warm-up's plateau q cost ~100 nats of recon a step)
     # ---- bookkeeping -------------------------------------------------------------------------
     seed: int = 0
     log_every: int = 100
@@ -330,7 +333,7 @@ NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "
                        "loc_sharpen", "sprite_centre")
 PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
 LOC_PADDINGS = ("zeros", "replicate")
-LOC_ESTIMATORS = ("gumbel", "score")
+LOC_ESTIMATORS = ("gumbel", "score", "score-after-warmup")
 
 
 KINDS = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string",
@@ -373,9 +376,12 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"config field loc_padding must be one of {', '.join(LOC_PADDINGS)}, got {cfg.loc_padding!r}")
     if cfg.loc_estimator not in LOC_ESTIMATORS:
         raise ValueError(f"config field loc_estimator must be one of {', '.join(LOC_ESTIMATORS)}, got {cfg.loc_estimator!r}")
-    if cfg.loc_estimator == "score" and cfg.straight_through:
-        raise ValueError("config fields straight_through and loc_estimator = 'score' exclude each other "
-                         "(the score estimator renders hard locations and needs no relaxed gradient)")
+    if cfg.loc_estimator != "gumbel" and cfg.straight_through:
+        raise ValueError(f"config fields straight_through and loc_estimator = {cfg.loc_estimator!r} exclude "
+                         "each other (the score estimator renders hard locations and needs no relaxed gradient)")
+    if cfg.loc_estimator == "score-after-warmup" and cfg.aux_floor > 0:
+        raise ValueError("loc_estimator = 'score-after-warmup' needs aux_floor = 0: with a floor the "
+                         "warm-up's auxiliary loss never ends, so the estimator would never switch")
     if cfg.loc_sharpen_window < 0 or (cfg.loc_sharpen_window > 0 and cfg.loc_sharpen_window % 2 == 0):
         raise ValueError("config field loc_sharpen_window must be 0 (the whole image) or odd (a square "
                          f"centred on a drawn location), got {cfg.loc_sharpen_window}")

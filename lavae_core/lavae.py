@@ -456,6 +456,8 @@ class LAVAE(nn.Module):
         cost's value held fixed and the baseline the same cost at the greedy locations
         (:meth:`_greedy_cost`, one more f_sprite pass without gradient); returned as ``score_adv``.
         Unbiased, where the relaxed gradient is biased and, at a low temperature, local.
+        ``cfg.loc_estimator = "score-after-warmup"`` is the relaxed one while ``aux`` (the warm-up's
+        terms) is on and the score-function one after.
         With probability ``p_force_one`` an image is explained with n = 1 object (the warm-up trick
         of App. B); p(n) is always fitted to the inferred n_hat, so forcing does not bias the prior.
         With ``cfg.forced_no_loc_grad`` the forced images send no gradient into h_loc: one sample
@@ -499,7 +501,7 @@ class LAVAE(nn.Module):
         if cfg.forced_no_loc_grad and (static or forced.any()):
             logits = torch.where(forced[:, None], logits.detach(), logits)
         k = big_m if static else int(n.max())
-        score = cfg.loc_estimator == "score"
+        score = cfg.loc_estimator == "score" or (cfg.loc_estimator == "score-after-warmup" and not aux)
         idx, y, log_q, neg_ent = sample_without_replacement(logits, k, None if score else tau,
                                                             noise=gumbel_u, block=cfg.loc_block)
         if cfg.straight_through:   # hard one-hot forward, Gumbel-softmax gradient

@@ -652,3 +652,23 @@ def test_score_estimator_on_hard_samples_equals_rendering_at_them():
     mask = torch.ones(4, 1, dtype=torch.bool)
     lam = m.render(m.decode_sprites(z, mask), idx, mask)
     assert torch.allclose(t["recon"], -bernoulli_log_prob(lam, x), rtol=1e-10)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_score_after_warmup_is_gumbel_in_the_warmup_and_score_after(static):
+    """loc_estimator = "score-after-warmup": while the warm-up's terms are on (aux) the step is the
+    relaxed (Gumbel-softmax) step, term for term and gradient for gradient; after it, the score step."""
+    import copy
+    x = torch.as_tensor(blob_scenes(8)[0]).double()
+    torch.manual_seed(0)
+    kw = dict(count_threshold=2.0, count_window=9)
+    switched = LAVAE(make_config("smoke", loc_estimator="score-after-warmup", **kw)).double().train()
+    for estimator, phase in (("gumbel", dict(aux_weight=0.5)), ("score", dict(aux_weight=0.0))):
+        ref = copy.deepcopy(switched)
+        ref.cfg = make_config("smoke", loc_estimator=estimator, **kw)
+        a, ga = _step_grads(copy.deepcopy(switched), x, static, 3, tau=0.3, p_force_one=0.3, **phase)
+        b, gb = _step_grads(ref, x, static, 3, tau=0.3, p_force_one=0.3, **phase)
+        assert set(a) == set(b) and ("score_adv" in a) == (estimator == "score")
+        for k in a:
+            assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-10, atol=1e-10), k
+        assert set(ga) == set(gb) and all(torch.allclose(ga[n], gb[n], rtol=1e-10, atol=1e-12) for n in ga)

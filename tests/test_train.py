@@ -231,7 +231,7 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     ("loc_sharpen_window", 4, "loc_sharpen_window must be 0 .* or odd"),
     ("loc_sharpen_window", -3, "loc_sharpen_window must be 0 .* or odd"),
     ("loc_sharpen_window", 5.0, "loc_sharpen_window must be an integer"),
-    ("loc_estimator", "reinforce", "loc_estimator must be one of gumbel, score, got 'reinforce'"),
+    ("loc_estimator", "reinforce", "loc_estimator must be one of gumbel, score, score-after-warmup, got 'reinforce'"),
     ("loc_estimator", None, "loc_estimator must be a string"),
 ])
 def test_new_recipe_options_reject_bad_values(field, value, message):
@@ -239,9 +239,15 @@ def test_new_recipe_options_reject_bad_values(field, value, message):
         make_config("cpu", **{field: value})
 
 
-def test_score_estimator_excludes_straight_through():
-    with pytest.raises(ValueError, match="straight_through and loc_estimator = 'score' exclude each other"):
-        make_config("cpu", loc_estimator="score", straight_through=True)
+@pytest.mark.parametrize("estimator", ["score", "score-after-warmup"])
+def test_score_estimator_excludes_straight_through(estimator):
+    with pytest.raises(ValueError, match=f"straight_through and loc_estimator = '{estimator}' exclude each other"):
+        make_config("cpu", loc_estimator=estimator, straight_through=True)
+
+
+def test_score_after_warmup_needs_the_warmup_to_end():
+    with pytest.raises(ValueError, match="'score-after-warmup' needs aux_floor = 0"):
+        make_config("cpu", loc_estimator="score-after-warmup", aux_floor=0.1)
 
 
 def test_compiled_step_equals_the_eager_step_and_does_not_recompile(tmp_path, scenes, monkeypatch):
