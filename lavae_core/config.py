@@ -122,7 +122,8 @@ class Config:
                                        # better, ink IoU unchanged; multi-MNIST-1k and -10k seeds
                                        # 0-2: share 0.75-0.85 (0.58-0.74), bound better on four
                                        # runs, ~10 nats worse on two (1k s0, 10k s1); means 90.0
-                                       # (90.1) and 90.3 (94.2) (results/appearance/README.md). "score-after-warmup":
+                                       # (90.1) and 90.3 (94.2) (results/appearance/README.md).
+                                       # "score-after-warmup" (not in the paper either):
                                        # "gumbel" while the warm-up's auxiliary loss is on, "score"
                                        # from the step its weight reaches 0 (hard draws from the
                                        # warm-up's plateau q raised the training recon by ~100
