@@ -24,6 +24,7 @@ from lavae_core.cli import Parser, positive_int  # noqa: E402
 from lavae_core.datasets import load  # noqa: E402
 from lavae_core.diagnostics import (box_masks, diagnose, location_stats, peak_heights,  # noqa: E402
                                     recon_by_location_source, redraw_rate)
+from lavae_core.lavae import f_count  # noqa: E402
 
 
 def offsets_from_centres(found: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -37,6 +38,19 @@ def offsets_from_centres(found: np.ndarray, positions: np.ndarray) -> np.ndarray
                 d = f - c
                 out.append(d[np.abs(d).sum(1).argmin()])
     return np.array(out, dtype=float).reshape(-1, 2)
+
+
+def print_extra_peaks(h, masks, data, cfg) -> None:
+    """f_count's maxima above the threshold that lie outside every object's box (each one an
+    over-count), and how far (Chebyshev, px) each lies from the nearest true centre."""
+    peaks = f_count(h, cfg.count_threshold * cfg.gamma, cfg.count_window, h[0].numel())[1] & ~masks.any(1)
+    idx = peaks.nonzero().numpy()
+    d = np.array([np.abs(data.positions[b][data.positions[b][:, 0] >= 0] - (r, c)).max(1).min(initial=999)
+                  for b, r, c in idx], dtype=float)
+    where = (f"; Chebyshev distance to the nearest object centre: median {np.median(d):.0f}, "
+             f"range {d.min():.0f}-{d.max():.0f} px" if len(idx) else "")
+    print(f"  f_count maxima above the threshold outside every box: {len(idx)} in "
+          f"{int(peaks.flatten(1).any(1).sum())} of {len(h)} images{where}")
 
 
 def print_offsets(model, x, data) -> None:
@@ -113,8 +127,9 @@ def main(argv=None) -> None:
           f"{np.percentile(ph['object'], 1):.1f}, median {np.median(ph['object']):.1f}; highest "
           f"background maximum: {bg.max() if bg.size else float('nan'):.1f} (f_count threshold "
           f"{cfg.count_threshold * cfg.gamma:.1f})")
-    q = h.flatten(1).softmax(1).view_as(h)
     masks = box_masks(data.boxes, h.shape[-1])
+    print_extra_peaks(h, masks, data, cfg)
+    q = h.flatten(1).softmax(1).view_as(h)
     mass = (q[:, None] * masks).flatten(2).sum(2)
     for i in np.where(data.counts == 2)[0][:3]:
         print(f"  image {i}: box q-mass {mass[i, :2].numpy().round(3)}")
