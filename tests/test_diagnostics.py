@@ -209,3 +209,25 @@ def test_shift_slope_rigid_sprite_vs_one_that_undoes_the_move():
     got = shift_slope(_DotDecoder(), undo, idx[:, :1], mask[:, :1], radius=2)
     assert got == pytest.approx([0.0, 0.0], abs=1e-6)
     assert shift_slope(_DotDecoder(), rigid, idx, torch.zeros_like(mask)).size == 0
+
+
+def test_location_check_lists_counted_maxima_outside_every_box(capsys):
+    """scripts/location_check.py's over-count line: a maximum above the threshold outside every box
+    is listed with its distance to the nearest centre; one inside a box or below it is not."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+    path = Path(__file__).resolve().parents[1] / "scripts" / "location_check.py"
+    spec = importlib.util.spec_from_file_location("location_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    h = torch.zeros(2, 64, 64)
+    h[0, 20, 20] = 30.0                                  # the object's own peak, inside its box
+    h[0, 20, 31] = 12.0                                  # a side peak 11 px away, outside the box
+    h[1, 40, 40] = 8.0                                   # below the threshold: not counted
+    boxes = np.array([[[13, 13, 15, 15]], [[33, 33, 15, 15]]])
+    data = SimpleNamespace(positions=np.array([[[20, 20]], [[40, 40]]]), boxes=boxes)
+    cfg = SimpleNamespace(count_threshold=2.5, gamma=4.0, count_window=9)
+    module.print_extra_peaks(h, box_masks(boxes, 64), data, cfg)
+    out = capsys.readouterr().out
+    assert "outside every box: 1 in 1 of 2 images" in out and "median 11, range 11-11 px" in out
