@@ -214,13 +214,9 @@ def test_shift_slope_rigid_sprite_vs_one_that_undoes_the_move():
 def test_location_check_lists_counted_maxima_outside_every_box(capsys):
     """scripts/location_check.py's over-count line: a maximum above the threshold outside every box
     is listed with its distance to the nearest centre; one inside a box or below it is not."""
-    import importlib.util
-    from pathlib import Path
     from types import SimpleNamespace
-    path = Path(__file__).resolve().parents[1] / "scripts" / "location_check.py"
-    spec = importlib.util.spec_from_file_location("location_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from test_cli import _script_module
+    module = _script_module("location_check")
     h = torch.zeros(2, 64, 64)
     h[0, 20, 20] = 30.0                                  # the object's own peak, inside its box
     h[0, 20, 31] = 12.0                                  # a side peak 11 px away, outside the box
