@@ -269,7 +269,11 @@ def test_the_explorer_in_a_real_browser(chromium, lab, tmp_path):
             ui.keys("slider", "x (column)", *[key] * abs(steps))
             moved = ui.wait("moving object 0", changed_from=start, text=f"x={x0 + steps};")
             (cx0, cy0), (cx1, cy1) = _orange_centre(start), _orange_centre(moved)
-            assert np.sign(cx1 - cx0) == np.sign(steps) and abs(cy1 - cy0) < 1, "object 0 did not move sideways"
+            # sideways by more than a canvas pixel; the orange box's row centre may shift by less than one:
+            # other objects' dotted boxes cross it (object 4's on today's test image 0), more or less as it moves
+            pixel = width / 64
+            assert np.sign(cx1 - cx0) == np.sign(steps) and abs(cx1 - cx0) > pixel and abs(cy1 - cy0) < pixel, \
+                f"object 0 did not move sideways: ({cx0:.1f}, {cy0:.1f}) -> ({cx1:.1f}, {cy1:.1f})"
             ui.shot("moved")
             ui.keys("slider", "x (column)", *[back] * abs(steps))
             ui.wait("moving object 0 back restores the picture", equals=start, text=f"x={x0};")
