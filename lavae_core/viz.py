@@ -307,10 +307,11 @@ def plot_training_curves(csv_paths: dict, columns=("count_acc", "count_acc7"), x
     return fig
 
 
-def plot_bound_curve(rows, title: str | None = None, x: str = "minutes"):
+def plot_bound_curve(rows, title: str | None = None, x: str = "minutes", xlabel: str | None = None):
     """The K-sample bound (lower is better) against training minutes (``x="minutes"``) or steps
     (``x="steps"``), one line per run, from the rows of :mod:`lavae_core.curve` (LAVAE solid,
-    baseline dashed; bars: standard error)."""
+    baseline dashed; bars: standard error). ``xlabel`` names what the minutes are (e.g.
+    :data:`lavae_core.curve.CLOCK_LABEL`)."""
     if x not in ("minutes", "steps"):
         raise ValueError(f"x must be 'minutes' or 'steps', got {x!r}")
     column = "train_minutes" if x == "minutes" else "step"
@@ -330,7 +331,7 @@ def plot_bound_curve(rows, title: str | None = None, x: str = "minutes"):
         r = rows[0]
         ax.set_title(title or f"{r['dataset']}: K = {r['k']} bound on {r['n_images']} {r['split']} images",
                      fontsize=9)
-    ax.set_xlabel("training minutes (evaluation excluded)" if x == "minutes" else "training steps")
+    ax.set_xlabel(xlabel or ("training minutes (evaluation excluded)" if x == "minutes" else "training steps"))
     ax.set_ylabel("-log p(x) <= (nats)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
