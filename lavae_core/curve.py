@@ -19,6 +19,7 @@ Runs trained apart (other days, other machines, resumed beside other work) have 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -125,7 +126,6 @@ def clock_rows(step_cost_json, sources) -> list[dict]:
     that model's rows), ``step_cost_json`` a side-by-side timing (scripts/step_cost.py) whose
     ``phases`` give each model's seconds per step. The rows must share data set, K, images, split
     and eval seed (the same bound, paired image by image); ValueError otherwise."""
-    import json
     phases = json.loads(Path(step_cost_json).read_text())["phases"]
     rows = []
     for src in sources:
