@@ -104,6 +104,12 @@ class Config:
                                        # down; odd w: the entropy of q renormalised within the
                                        # w x w square around each drawn location (one object's
                                        # spread only; not in the paper)
+    loc_bg_hinge: float = 0.0          # weight of a hinge on h_loc's background (not in the paper:
+                                       # 0 = none): sum of relu(h_loc - threshold / 2)^2 over the
+                                       # pixels with no ink in their count_window square, faded
+                                       # in as the warm-up's squared loss fades out.
+                                       # After the warm-up q puts ~e^-30 on the background, so
+                                       # nothing else holds it under f_count's threshold
     sprite_centre: float = 0.0         # weight of a penalty on each drawn sprite's centre of mass
                                        # distance (px^2) from its canvas centre (not in the paper:
                                        # 0 = none): without it z_app can shift the drawing and undo
@@ -355,7 +361,7 @@ NON_NEGATIVE_INTS = ("steps", "beta_anneal_steps", "lr_loc_decay_steps", "tau_st
                      "warmup_anneal_steps", "seed", "kl_anneal_steps", "snapshot_every")
 POSITIVE_FLOATS = ("gamma", "lr", "lr_loc", "lr_loc_decay", "tau_start", "tau_end")
 NON_NEGATIVE_FLOATS = ("count_threshold", "aux_target_scale", "aux_sq_weight", "app_free_bits",
-                       "loc_sharpen", "sprite_centre")
+                       "loc_sharpen", "loc_bg_hinge", "sprite_centre")
 PROBABILITIES = ("force_n1_start", "force_n1_end", "aux_floor")
 LOC_PADDINGS = ("zeros", "replicate")
 LOC_ESTIMATORS = ("gumbel", "score", "score-after-warmup")

@@ -10,6 +10,12 @@ Location (is q(z_loc | x) one sharp peak per object? Eq. 8, 11):
 - ``redraw``: that failure measured directly: n draws from q for an image with n objects; the share
   of the 2nd..n-th draws that land in the box of an object drawn before.
 - ``peak_dist``: distance in pixels between each box's top q pixel and the object's true centre.
+- ``bg_peak``: the highest local maximum of h_loc (f_count's window) outside every object's box,
+  over the images: f_count over-counts once it passes the threshold (``count_threshold`` x gamma).
+  After the warm-up nothing in the ELBO holds it down (``loc_bg_hinge``); watch it drift.
+- ``blank_max``: h_loc's highest value on an empty canvas (the model alone, no data): once it
+  passes the threshold, f_count counts an object in every image. With zero padding it sits on
+  the border and is the same for every image's blank parts: the cleanest sign of that drift.
 - :func:`peak_heights` (not logged): h_loc at each object's highest pixel vs the highest local
   maximum outside every box; any f_count threshold between the two counts those images right.
 - :func:`maxima_kinds` (not logged): where f_count's counted maxima lie: near a true centre, on
@@ -37,7 +43,8 @@ import torch
 from .baseline import gaussian_kl
 from .lavae import bernoulli_log_prob, f_count, sample_without_replacement, sprite_offsets
 
-COLUMNS = ("top_share", "redraw", "peak_dist", "sprite_max", "ink_iou", "kl_app_obj", "shift_slope")
+COLUMNS = ("top_share", "redraw", "peak_dist", "bg_peak", "blank_max", "sprite_max", "ink_iou",
+           "kl_app_obj", "shift_slope")
 
 
 def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -217,7 +224,7 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         model.train(was_training)
         v = np.concatenate(ious)
         return {**{c: float("nan") for c in COLUMNS}, "ink_iou": float(np.nanmean(v))}
-    tops, dists, sprite_max, ious, kls, redraws, slopes = [], [], [], [], [], [], []
+    tops, dists, sprite_max, ious, kls, redraws, slopes, bgs = [], [], [], [], [], [], [], []
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
         x = torch.as_tensor(data.images[i:j]).to(dev, torch.float32)
@@ -225,6 +232,7 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         st = location_stats(inf.h_loc, data.boxes[i:j], data.positions[i:j])
         tops.append(st["top_share"])
         dists.append(st["peak_dist"])
+        bgs.append(peak_heights(inf.h_loc, data.boxes[i:j], model.cfg.count_window)["background"])
         r = redraw_rate(inf.h_loc, data.boxes[i:j], data.counts[i:j], seed=seed + i,
                         block=model.cfg.loc_block)
         if not np.isnan(r):
@@ -237,6 +245,8 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
             idx = model.locations_to_index(inf.locations)
             slopes.append(shift_slope(model, model.infer_maps(x)[0], idx, inf.mask))
         ious.append(ink_iou(inf.recon.cpu(), x.cpu()))
+    with torch.no_grad():   # in eval mode, as the rest
+        blank = float(model.infer_loc(torch.zeros(1, *data.images.shape[1:], device=dev)).max())
     model.train(was_training)
 
     def mean(parts):
@@ -245,7 +255,10 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         return float(v.mean()) if v.size else float("nan")
 
     redraw = (sum(r * w for r, w in redraws) / max(sum(w for _, w in redraws), 1)) if redraws else float("nan")
+    bg = np.concatenate(bgs)
+    bg = bg[np.isfinite(bg)]
     return {"top_share": mean(tops), "redraw": float(redraw), "peak_dist": mean(dists),
+            "bg_peak": float(bg.max()) if bg.size else float("nan"), "blank_max": blank,
             "sprite_max": mean(sprite_max), "ink_iou": mean(ious), "kl_app_obj": mean(kls),
             "shift_slope": mean(slopes)}
 
@@ -283,7 +296,8 @@ def recon_by_location_source(model, data, n_images: int = 200, seed: int = 0) ->
 
 
 def main(argv=None) -> None:
-    """``python -m lavae_core.diagnostics CHECKPOINT [--images N]``: the diagnostics of a run."""
+    """``python -m lavae_core.diagnostics CHECKPOINT... [--images N]``: the diagnostics of runs
+    (e.g. every snapshot of one, to watch bg_peak drift), one line each."""
     from .checkpoint import CheckpointError, load_checkpoint
     from .cli import Parser, fail, positive_int
     from .datasets import load_split
@@ -291,18 +305,19 @@ def main(argv=None) -> None:
     prog = "python -m lavae_core.diagnostics"
     p = Parser(prog=prog, description="Location and appearance diagnostics of a checkpoint on the "
                                       "first test images of its data set.")
-    p.add_argument("checkpoint", help="weights.pt or checkpoint.pt")
+    p.add_argument("checkpoint", nargs="+", help="weights.pt, checkpoint.pt or snapshots")
     p.add_argument("--images", type=positive_int, default=200)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
-        model, cfg, ckpt = load_checkpoint(a.checkpoint)
-        data = load_split(cfg, "test", n_images=a.images, progress=False)
-    except (CheckpointError, MNISTError, ValueError) as e:
-        fail(prog, e)
-    d = diagnose(model, data, n_images=a.images, seed=a.seed)
-    print(f"{a.checkpoint} ({cfg.model}, {cfg.dataset}, step {ckpt.get('step')}), first {min(a.images, len(data))} "
-          "test images: " + "  ".join(f"{k} {v:.3f}" for k, v in d.items() if not np.isnan(v)))
+    for path in a.checkpoint:
+        try:
+            model, cfg, ckpt = load_checkpoint(path)
+            data = load_split(cfg, "test", n_images=a.images, progress=False)
+        except (CheckpointError, MNISTError, ValueError) as e:
+            fail(prog, e)
+        d = diagnose(model, data, n_images=a.images, seed=a.seed)
+        print(f"{path} ({cfg.model}, {cfg.dataset}, step {ckpt.get('step')}), first {min(a.images, len(data))} "
+              "test images: " + "  ".join(f"{k} {v:.3f}" for k, v in d.items() if not np.isnan(v)), flush=True)
 
 
 if __name__ == "__main__":

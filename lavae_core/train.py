@@ -159,6 +159,35 @@ def make_train_step(model, opt, cfg: Config, dev: torch.device):
     return step
 
 
+def _init_weights(model, cfg: Config, path) -> tuple[int, float]:
+    """Load ``path``'s weights (a snapshot or shipped weights) into ``model``; -> its (step, wall_s).
+    One-line errors for another model, data set or architecture."""
+    try:
+        src = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise CheckpointError(f"could not read --init-from {path} ({type(e).__name__})") from e
+    if not isinstance(src, dict) or "config" not in src or "model" not in src:
+        raise CheckpointError(f"--init-from {path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
+    old = Config.from_dict(src["config"])
+    for k in ("model", "dataset"):
+        if getattr(old, k) != getattr(cfg, k):
+            raise CheckpointError(f"--init-from {path} holds a {k} {getattr(old, k)!r}, not {getattr(cfg, k)!r}")
+    step = int(src["step"])
+    if src.get("aux_dropped") and cfg.model == "lavae" and step < cfg.warmup_steps + cfg.warmup_anneal_steps:
+        raise CheckpointError(f"--init-from {path} holds no auxiliary VAE, which the warm-up trains until "
+                              f"step {cfg.warmup_steps + cfg.warmup_anneal_steps} (it is at step {step})")
+    try:
+        missing, unexpected = model.load_state_dict(src["model"], strict=False)
+    except RuntimeError as e:   # a shape differs
+        raise CheckpointError(f"--init-from {path} does not match this config's architecture: "
+                              f"{str(e).splitlines()[1].strip()}") from e
+    missing = [k for k in missing if not (src.get("aux_dropped") and k.startswith("aux."))]
+    if missing or unexpected:
+        raise CheckpointError(f"--init-from {path} does not match this config's architecture: missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}")
+    return step, float(src.get("wall_s", 0.0))
+
+
 def make_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
     """Adamax (App. B); for LAVAE two groups: 0 the location net at ``lr_loc``, 1 the rest at ``lr``."""
     if cfg.model != "lavae":
@@ -184,14 +213,18 @@ def _open_csv(path: Path, step: int):
 
 def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: bool = True,
           progress: bool = True, max_minutes: float | None = None, train_images=None,
-          eval_sets: dict | None = None, command: str | None = None, diag_data=None) -> dict:
+          eval_sets: dict | None = None, command: str | None = None, diag_data=None,
+          init_from: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.dataset``; returns the last metrics row.
 
     ``train_images`` (uint8 (N, C, 64, 64)) and ``eval_sets`` ({"count_acc": (images, counts),
     "count_acc7": ...}) default to the data set's splits, and ``diag_data`` (a MultiObjectData with
     ground truth, for the diagnostics) to the first 200 images of the 0-3-object test split. With ``resume`` an existing checkpoint in
     ``run_dir`` is continued exactly (same batches, same noise). ``max_minutes`` stops early (with a
-    checkpoint) once that much wall time has been spent in this call.
+    checkpoint) once that much wall time has been spent in this call. ``init_from`` (a snapshot or
+    shipped weights; used only when ``run_dir`` holds no checkpoint to resume) starts from its
+    weights and step with a fresh optimiser state and ``cfg``'s recipe, which may differ from the
+    snapshot's: to try a change from a point of a long run (snapshots hold no optimiser state).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,10 +257,14 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
         if dev.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], dev)
         step, wall = int(ckpt["step"]), float(ckpt["wall_s"])
+    elif init_from is not None:
+        step, wall = _init_weights(model, cfg, init_from)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     if command:
         with (run_dir / "command.txt").open("a") as f:
-            f.write(f"{command}\n# on {hardware(dev)}, from step {step}\n")
+            f.write(f"{command}\n# on {hardware(dev)}, from step {step}"
+                    + (f" (weights of {init_from}, fresh optimiser)" if init_from is not None
+                       and not (resume and ckpt_path.exists()) else "") + "\n")
 
     if train_images is None:
         train_images = load_split(cfg, "train", cfg.n_train, progress).images
@@ -370,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set batch_size=16 lr=5e-4")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--init-from", metavar="SNAPSHOT",
+                   help="start from these weights and their step (a snapshot or shipped .pt) with a fresh "
+                        "optimiser and this command's recipe; ignored when the run folder can be resumed")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ship", action="store_true",
                    help="afterwards copy weights, metrics.csv and command.txt to checkpoints/<run>/")
@@ -390,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
             (run_dir / "checkpoint.pt").unlink()
         command = "python -m lavae_core.train " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
         row = train(cfg, run_dir, a.device, resume=not a.no_resume, progress=not a.no_progress,
-                    max_minutes=a.max_minutes, command=command)
+                    max_minutes=a.max_minutes, command=command, init_from=a.init_from)
     except (ValueError, CheckpointError, MNISTError, NonFiniteLossError) as e:
         fail(prog, e)
     if a.ship:

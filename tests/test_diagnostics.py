@@ -71,7 +71,7 @@ def test_diagnose_returns_every_column_in_range():
     assert set(d) == set(COLUMNS)
     assert 0 < d["top_share"] <= 1 and 0 <= d["redraw"] <= 1 and d["peak_dist"] >= 0
     assert 0 < d["sprite_max"] < 1 and 0 <= d["ink_iou"] <= 1 and d["kl_app_obj"] > 0
-    assert np.isfinite(d["shift_slope"])
+    assert np.isfinite(d["shift_slope"]) and np.isfinite(d["bg_peak"])
 
 
 def test_peak_heights_separate_objects_from_background():
@@ -83,6 +83,43 @@ def test_peak_heights_separate_objects_from_background():
     assert r["object"] == pytest.approx([30.0, 30.0])
     assert r["background"] == pytest.approx([7.0])
     assert peak_heights(maps("spike"), BOXES, window=15)["background"][0] <= 0.0
+
+
+def test_bg_peak_is_the_highest_background_maximum_over_the_images():
+    """bg_peak: the worst image's highest local maximum outside every box (what f_count would
+    count first once it passes the threshold); a bump put on one image's background is it.
+    blank_max: h_loc's maximum on an empty canvas; the same bump on every image is it."""
+    from lavae_core.diagnostics import peak_heights
+    data = generate("multi-dsprites", 24, n_objects=(1, 3), seed=0, progress=False)
+    model = peaked_lavae(dataset="multi-dsprites")
+    x = torch.as_tensor(data.images).float()
+    torch.manual_seed(3)
+    h = model.infer(x).h_loc
+    torch.manual_seed(3)
+    d = diagnose(model, data, n_images=24)
+    assert d["bg_peak"] == pytest.approx(float(peak_heights(h, data.boxes, model.cfg.count_window)["background"].max()))
+
+    assert abs(d["blank_max"]) < 0.01                                 # the box filter's noise only
+
+    class Bumped(torch.nn.Module):   # the box filter plus a bump at (62, 1) on image 7 or on all
+        def __init__(self, inner, every):
+            super().__init__()
+            self.inner, self.every = inner, every
+
+        def forward(self, x_):
+            bump = torch.zeros_like(x_[:, :1])
+            bump[slice(None) if self.every else slice(7, 8), 0, 62, 1] = 20.0
+            return self.inner(x_) + bump
+
+    box_filter = model.loc_net
+    model.loc_net = Bumped(box_filter, every=False)
+    torch.manual_seed(3)
+    bumped = diagnose(model, data, n_images=24)
+    assert not box_masks(torch.as_tensor(data.boxes[7:8]), 64)[0, :, 62, 1].any()   # background there
+    assert bumped["bg_peak"] >= 0.99 * 20.0 * model.cfg.gamma > d["bg_peak"]   # the bump (x gamma)
+    assert abs(bumped["blank_max"]) < 0.01
+    model.loc_net = Bumped(box_filter, every=True)
+    assert diagnose(model, data, n_images=24)["blank_max"] == pytest.approx(20.0 * model.cfg.gamma, abs=0.01)
 
 
 def test_diagnose_of_the_baseline_is_its_ink_iou_only():
@@ -104,6 +141,15 @@ def test_diagnostics_command_line_error_is_one_line(tmp_path, capsys):
     assert e.value.code != 0
     err = capsys.readouterr().err.strip()
     assert "no checkpoint at" in err and "\n" not in err
+
+
+def test_diagnostics_command_line_prints_one_line_per_checkpoint(capsys):
+    from lavae_core.diagnostics import main
+    from lavae_core.train import smoke_checkpoint
+    ck = str(smoke_checkpoint("multi-dsprites", "lavae"))
+    main([ck, ck, "--images", "8"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(ck) and "step 6" in line and "bg_peak" in line for line in lines)
 
 
 def test_recon_by_location_source_draws_equal_peaks_only_when_q_is_a_spike():

@@ -474,6 +474,49 @@ def test_loc_sharpen_adds_the_entropy_of_each_drawn_q_to_the_loss_only():
     assert float(after.sum()) < float(ent.detach().sum())
 
 
+def test_background_hinge_presses_on_blank_pixels_only_and_reaches_h_loc():
+    """background_hinge: relu(h_loc - margin)^2 summed over the pixels with no ink in their
+    window x window square; a bump next to ink is left alone, one in a blank corner is not."""
+    from lavae_core.lavae import background_hinge
+    h = torch.zeros(2, 9, 9)
+    h[:, 4, 4], h[:, 0, 0], h[:, 8, 8] = 10.0, 5.0, 2.5       # an object and two background bumps
+    h.requires_grad_(True)
+    x = torch.zeros(2, 3, 9, 9)
+    x[:, 1, 4, 4] = 1.0                                       # ink (one channel) under the object
+    x[1, 2, 1, 1] = 1.0                                       # image 1: ink next to the (0, 0) bump
+    got = background_hinge(h, x, 3, 2.0)
+    assert got.tolist() == pytest.approx([9.0 + 0.25, 0.25])
+    got.sum().backward()
+    assert h.grad[0, 0, 0] == pytest.approx(6.0) and h.grad[1, 0, 0] == 0 and h.grad[:, 4, 4].eq(0).all()
+    assert float(background_hinge(h.detach(), torch.ones(2, 3, 9, 9), 3, 2.0).sum()) == 0   # all ink
+
+
+def test_loc_bg_hinge_adds_the_faded_penalty_to_the_loss_only():
+    """loc_bg_hinge = lambda: the loss gains lambda x (1 - aux_weight) x bg_hinge; the ELBO is
+    untouched; the static path gives the same penalty; during the warm-up (aux_weight 1) none."""
+    from synthetic import blob_scenes
+    x = torch.as_tensor(blob_scenes(8)[0]).float()
+    torch.manual_seed(0)
+    m = LAVAE(make_config("smoke", count_threshold=0.0)).train()   # margin 0: an untrained net's
+    out = {}                                                         # blank half is above it
+    for lam, static in ((0.0, False), (3.0, False), (3.0, True)):
+        m.cfg.loc_bg_hinge = lam
+        torch.manual_seed(1)
+        out[lam, static] = m.loss_terms(x, tau=0.5, p_force_one=0.0, aux_weight=0.0, static=static)
+    pen = out[3.0, False]["bg_hinge"].detach()
+    assert float(pen.sum()) > 0 and "bg_hinge" not in out[0.0, False]
+    assert torch.allclose(out[3.0, False]["loss"] - out[0.0, False]["loss"], 3.0 * pen, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(out[3.0, False]["elbo"], out[0.0, False]["elbo"])
+    assert torch.allclose(out[3.0, True]["bg_hinge"], pen, atol=1e-4)
+    m.cfg.loc_bg_hinge = 0.0
+    torch.manual_seed(1)
+    plain = m.loss_terms(x, tau=0.5, p_force_one=1.0, aux_weight=1.0)["loss"]
+    m.cfg.loc_bg_hinge = 3.0
+    torch.manual_seed(1)
+    warm = m.loss_terms(x, tau=0.5, p_force_one=1.0, aux_weight=1.0)
+    assert torch.allclose(warm["loss"], plain) and float(warm["bg_hinge"].detach().sum()) > 0
+
+
 def test_replicate_padding_leaves_an_empty_image_without_border_maxima():
     """On a blank image the location net with zero padding tells the border from the inside (the
     multi-dSprites border maxima of issue 8); with replicate padding every pixel sees the same

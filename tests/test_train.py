@@ -199,6 +199,43 @@ def test_trained_on_reads_the_hardware_from_command_txt(tmp_path):
     assert trained_on(tmp_path) == "NVIDIA H200 (CUDA), torch 2.11.0; Intel Xeon, 2 threads (CPU), torch 2.13.0"
 
 
+def test_init_from_a_snapshot_starts_at_its_step_and_weights_with_a_new_recipe(tmp_path, scenes):
+    """--init-from: a new run folder starts from a snapshot's weights and step, with a fresh
+    optimiser and its own recipe (here the background hinge on), and trains on from there."""
+    kw = dict(train_images=scenes[0], eval_sets={}, progress=False)
+    train(make_config("smoke", steps=4, snapshot_every=4), tmp_path / "long", **kw)
+    snap = tmp_path / "long" / "snapshots" / "step_000004.pt"
+    new_cfg = make_config("smoke", steps=4, loc_bg_hinge=1.0)
+    row = train(new_cfg, tmp_path / "branch", init_from=snap, command="x", **kw)   # 0 steps to go
+    assert row == {} and (tmp_path / "branch" / "checkpoint.pt").exists() is False
+    train(make_config("smoke", steps=5, loc_bg_hinge=1.0), tmp_path / "branch", init_from=snap,
+          command="x", **kw)
+    after = torch.load(tmp_path / "branch" / "checkpoint.pt", weights_only=True)
+    start = torch.load(snap, weights_only=True)["model"]
+    assert after["step"] == 5 and after["config"]["loc_bg_hinge"] == 1.0
+    steps = {int(st["step"]) for st in after["optimizer"]["state"].values()}
+    assert steps == {1}                                          # one step of a fresh optimiser
+    moved = [k for k in start if start[k].is_floating_point() and not torch.equal(start[k], after["model"][k])]
+    assert moved and all(torch.allclose(start[k], after["model"][k], atol=0.05) for k in moved
+                         if "running" not in k)                 # one small step from the snapshot
+    assert "fresh optimiser" in (tmp_path / "branch" / "command.txt").read_text()
+
+
+def test_init_from_refuses_what_it_cannot_continue(tmp_path, scenes):
+    kw = dict(train_images=scenes[0], eval_sets={}, progress=False)
+    train(make_config("smoke", steps=4, snapshot_every=2), tmp_path / "long", **kw)
+    snaps = tmp_path / "long" / "snapshots"
+    with pytest.raises(CheckpointError, match="holds no auxiliary VAE, which the warm-up trains until step 4"):
+        train(make_config("smoke", steps=6), tmp_path / "a", init_from=snaps / "step_000002.pt", **kw)
+    with pytest.raises(CheckpointError, match="holds a dataset 'multi-mnist-1k', not 'multi-dsprites'"):
+        train(make_config("smoke", "multi-dsprites", steps=6), tmp_path / "b",
+              init_from=snaps / "step_000004.pt", **kw)
+    with pytest.raises(CheckpointError, match="does not match this config's architecture"):
+        train(make_config("smoke", steps=6, latent_dim=5), tmp_path / "c", init_from=snaps / "step_000004.pt", **kw)
+    with pytest.raises(CheckpointError, match="could not read --init-from"):
+        train(make_config("smoke", steps=6), tmp_path / "d", init_from=tmp_path / "none.pt", **kw)
+
+
 def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path, scenes):
     """reset_loc_opt: the location net's Adamax state is dropped when the warm-up anneal ends
     (step 4 here), so its next updates are not scaled down by the warm-up's huge gradients."""
@@ -227,6 +264,7 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     ("app_free_bits", -0.5, "app_free_bits must be a number >= 0"),
     ("loc_sharpen", -1.0, "loc_sharpen must be a number >= 0"),
     ("sprite_centre", -0.1, "sprite_centre must be a number >= 0"),
+    ("loc_bg_hinge", -1.0, "loc_bg_hinge must be a number >= 0"),
     ("sprite_centre", "4", "sprite_centre must be a finite number"),
     ("loc_sharpen_forced", "false", "loc_sharpen_forced must be True or False"),
     ("app_free_bits", "1", "app_free_bits must be a finite number"),
