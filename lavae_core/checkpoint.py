@@ -72,22 +72,38 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first (python -m lavae_core.train"
                               " --help) or pass the path of a .pt file")
+    ckpt = read_checkpoint(path)
+    cfg = Config.from_dict(ckpt["config"])
+    model = build_model(cfg)
+    load_weights(model, ckpt, f"{path} does not match its config")
+    model.to(pick_device(device if device is not None else None)).eval()
+    return model, cfg, ckpt
+
+
+def read_checkpoint(path, what: str = "checkpoint") -> dict:
+    """The dict of a checkpoint or weights file (``what`` names it in the one-line CheckpointError
+    for an unreadable file or one without 'config'/'model')."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise CheckpointError(f"could not read checkpoint {path} ({type(e).__name__}): is it a .pt file "
+        raise CheckpointError(f"could not read {what} {path} ({type(e).__name__}): is it a .pt file "
                               "written by lavae_core?") from e
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
-    cfg = Config.from_dict(ckpt["config"])
-    model = build_model(cfg)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict, mismatch: str) -> None:
+    """``ckpt``'s weights into ``model`` (its auxiliary VAE may be missing where shipped weights
+    dropped it); a missing, unexpected or differently shaped tensor is a CheckpointError
+    "<mismatch>: <what differs>"."""
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as e:   # a shape differs
+        raise CheckpointError(f"{mismatch}: {str(e).splitlines()[1].strip()}") from e
     missing = [k for k in missing if not (ckpt.get("aux_dropped") and k.startswith("aux."))]
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not match its config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
-    model.to(pick_device(device if device is not None else None)).eval()
-    return model, cfg, ckpt
+        raise CheckpointError(f"{mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def load_lavae(path: str | os.PathLike, device: str | torch.device | None = None):

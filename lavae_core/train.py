@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, build_model, find_checkpoint, hardware, load_checkpoint,
-                         pick_device, save_checkpoint, ship_run, ship_weights)
+                         load_weights, pick_device, read_checkpoint, save_checkpoint, ship_run, ship_weights)
 from .cli import Parser, fail, non_negative_int, one_line_warnings, parse_value, positive_number
 from .config import BOOKKEEPING, DATASETS, PROFILES, SPEED_FIELDS, Config, make_config, recipe_fields
 from .counting import count_accuracy
@@ -162,12 +162,7 @@ def make_train_step(model, opt, cfg: Config, dev: torch.device):
 def _init_weights(model, cfg: Config, path) -> tuple[int, float]:
     """Load ``path``'s weights (a snapshot or shipped weights) into ``model``; -> its (step, wall_s).
     One-line errors for another model, data set or architecture."""
-    try:
-        src = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise CheckpointError(f"could not read --init-from {path} ({type(e).__name__})") from e
-    if not isinstance(src, dict) or "config" not in src or "model" not in src:
-        raise CheckpointError(f"--init-from {path} is not a lavae_core checkpoint (no 'config'/'model' keys)")
+    src = read_checkpoint(path, "--init-from")
     old = Config.from_dict(src["config"])
     for k in ("model", "dataset"):
         if getattr(old, k) != getattr(cfg, k):
@@ -176,15 +171,7 @@ def _init_weights(model, cfg: Config, path) -> tuple[int, float]:
     if src.get("aux_dropped") and cfg.model == "lavae" and step < cfg.warmup_steps + cfg.warmup_anneal_steps:
         raise CheckpointError(f"--init-from {path} holds no auxiliary VAE, which the warm-up trains until "
                               f"step {cfg.warmup_steps + cfg.warmup_anneal_steps} (it is at step {step})")
-    try:
-        missing, unexpected = model.load_state_dict(src["model"], strict=False)
-    except RuntimeError as e:   # a shape differs
-        raise CheckpointError(f"--init-from {path} does not match this config's architecture: "
-                              f"{str(e).splitlines()[1].strip()}") from e
-    missing = [k for k in missing if not (src.get("aux_dropped") and k.startswith("aux."))]
-    if missing or unexpected:
-        raise CheckpointError(f"--init-from {path} does not match this config's architecture: missing "
-                              f"{missing[:3]}, unexpected {unexpected[:3]}")
+    load_weights(model, src, f"--init-from {path} does not match this config's architecture")
     return step, float(src.get("wall_s", 0.0))
 
 
@@ -238,7 +225,7 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
     model = build_model(cfg).to(dev)
     opt = make_optimizer(model, cfg)
     data_gen = torch.Generator().manual_seed(cfg.seed)
-    step, wall = 0, 0.0
+    step, wall, origin = 0, 0.0, ""
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = Config.from_dict(ckpt["config"])
@@ -259,12 +246,11 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
         step, wall = int(ckpt["step"]), float(ckpt["wall_s"])
     elif init_from is not None:
         step, wall = _init_weights(model, cfg, init_from)
+        origin = f" (weights of {init_from}, fresh optimiser)"
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     if command:
         with (run_dir / "command.txt").open("a") as f:
-            f.write(f"{command}\n# on {hardware(dev)}, from step {step}"
-                    + (f" (weights of {init_from}, fresh optimiser)" if init_from is not None
-                       and not (resume and ckpt_path.exists()) else "") + "\n")
+            f.write(f"{command}\n# on {hardware(dev)}, from step {step}{origin}\n")
 
     if train_images is None:
         train_images = load_split(cfg, "train", cfg.n_train, progress).images
