@@ -19,7 +19,9 @@
 # --eval-every N (metrics.csv's evaluation, default 1000), --images N (curve images, default
 # 1000), --k K (default 100), --threads T (CPU threads per process, default 2), --set "KEY=VALUE
 # ..." (config overrides, replacing the default tf32=false: the CPU recipe's float32), --state
-# DIR (default runs/gpu_curve), --out DIR (default $OUT, else curve_out).
+# DIR (default runs/gpu_curve), --out DIR (default $OUT, else curve_out), --keep-state 1 (also
+# pack each run's training state, checkpoint.pt, so that the run can be resumed elsewhere with the
+# same train command, e.g. on the CPU; default 0).
 # Data: carry the cached split (e.g. carry ["data/multi-mnist-1k"]); a missing one is generated.
 # Kept in the tarball per run: metrics.csv, config.json, command.txt, train.log, eval.json, the
 # final weights (weights.pt, as shipped) and the snapshot at step 3,000 (the CPU budget); the other
@@ -28,11 +30,11 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 minutes=6 profile=cpu steps=100000 snap=1000 eval_every=1000 images=1000 k=100 threads=2
-extra="tf32=false" state=runs/gpu_curve out="${OUT:-curve_out}" unpack=""
+extra="tf32=false" state=runs/gpu_curve out="${OUT:-curve_out}" unpack="" keep_state=0
 runs="lavae:multi-mnist-1k:0 lavae:multi-mnist-1k:1 lavae:multi-mnist-1k:2 baseline:multi-mnist-1k:0 baseline:multi-mnist-1k:1 baseline:multi-mnist-1k:2"
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     esac
     [ "$#" -ge 2 ] || { echo "gpu_curve.sh: $1 needs a value" >&2; exit 2; }
     case "$1" in
@@ -49,6 +51,7 @@ while [ "$#" -gt 0 ]; do
         --state) state="$2" ;;
         --out) out="$2" ;;
         --unpack) unpack="$2" ;;
+        --keep-state) keep_state="$2" ;;
         *) echo "gpu_curve.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -122,7 +125,11 @@ for dir in "${dirs[@]}"; do
 done
 [ "${#pids[@]}" -gt 0 ] && wait "${pids[@]}"
 say "done in $(( ($(date +%s) - t0) / 60 )) min $(( ($(date +%s) - t0) % 60 )) s"
-find "$state" \( -name checkpoint.pt -o -name 'step_*.pt' ! -name step_003000.pt \) > "$state/left_out.txt"
+if [ "$keep_state" = 1 ]; then
+    find "$state" -name 'step_*.pt' ! -name step_003000.pt > "$state/left_out.txt"
+else
+    find "$state" \( -name checkpoint.pt -o -name 'step_*.pt' ! -name step_003000.pt \) > "$state/left_out.txt"
+fi
 tar -czf "$out/curve.tgz" -X "$state/left_out.txt" "$state"
 cp "$log" "$out/curve.log"
 ls -la "$out"
