@@ -26,7 +26,8 @@ Appearance (does z_app describe the object? Eq. 4, 9-10):
 - ``ink_iou``: intersection over union of the thresholded (0.5) reconstruction of ``infer`` and
   the input's ink, mean over images that have ink.
 - ``kl_app_obj``: KL(q(z_app | x) || N(0, I)) per inferred object, in nats: near 0 when the
-  decoder ignores z_app (posterior collapse).
+  decoder ignores z_app (posterior collapse). :func:`active_app_dims` (not logged) splits it by
+  latent dimension: which dimensions a traversal should sweep.
 - ``shift_slope``: how far the drawn object moves, in image coordinates, when its location moves
   by a pixel and z_app is read at the new location (:func:`shift_slope`): 1 for a sprite pinned
   to its location, 0 when z_app undoes the move (then a plateau of locations explains the object
@@ -207,6 +208,38 @@ def shift_slope(model, h_app: torch.Tensor, idx: torch.Tensor, mask: torch.Tenso
     return slope.mean(-1).cpu().numpy()
 
 
+def app_kl(inf) -> torch.Tensor:
+    """KL(q(z_app | x) || N(0, I)) of every slot and latent dimension of an :class:`Inference`,
+    (B, K, L) in nats (Eq. 9-10's appearance term, per dimension; padded slots included)."""
+    return gaussian_kl(inf.z_app, inf.logvar.clamp(-12.0, 8.0))
+
+
+@torch.no_grad()
+def active_app_dims(model, images, k: int = 4, batch_size: int = 100) -> tuple[tuple[int, ...], np.ndarray]:
+    """The ``k`` appearance dimensions that carry the most information: the mean over the objects
+    LAVAE infers in ``images`` (uint8 or float (N, C, H, W)) of each dimension's KL from the prior,
+    in nats -> (the k dimensions, most informative first; the (L,) mean KL per dimension). A
+    dimension with ~0 nats is ignored by the decoder, so traversing it (Figs. 3, 7, 8, 11) changes
+    nothing; pick the traversed dimensions from the top of this list."""
+    if k < 1:
+        raise ValueError(f"k must be a positive number of dimensions, got {k}")
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    total, count = torch.zeros(model.cfg.latent_dim, dtype=torch.float64), 0
+    for i in range(0, len(images), batch_size):
+        inf = model.infer(torch.as_tensor(np.asarray(images[i:i + batch_size])).to(dev, torch.float32))
+        m = inf.mask.cpu()
+        total += app_kl(inf).cpu()[m].double().sum(0)
+        count += int(m.sum())
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("LAVAE infers no object in these images: no appearance latent to rank")
+    per_dim = (total / count).numpy()
+    order = np.argsort(-per_dim, kind="stable")[:min(k, per_dim.size)]
+    return tuple(int(d) for d in order), per_dim
+
+
 @torch.no_grad()
 def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
     """Every diagnostic of the module docstring on the first ``n_images`` of ``data`` (a
@@ -240,7 +273,7 @@ def diagnose(model, data, n_images: int = 200, seed: int = 0, batch_size: int = 
         m = inf.mask.cpu()
         if m.any():
             sprite_max.append(inf.sprites.cpu()[m].flatten(1).max(1).values.numpy())
-            kl = gaussian_kl(inf.z_app, inf.logvar.clamp(-12.0, 8.0)).sum(-1).cpu()
+            kl = app_kl(inf).sum(-1).cpu()
             kls.append(kl[m].numpy())
             idx = model.locations_to_index(inf.locations)
             slopes.append(shift_slope(model, model.infer_maps(x)[0], idx, inf.mask))

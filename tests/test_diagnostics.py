@@ -273,3 +273,41 @@ def test_location_check_lists_counted_maxima_outside_every_box(capsys):
     module.print_extra_peaks(h, box_masks(boxes, 64), data, cfg)
     out = capsys.readouterr().out
     assert "outside every box: 1 in 1 of 2 images" in out and "median 11, range 11-11 px" in out
+
+
+def test_active_app_dims_ranks_dimensions_by_kl_of_present_objects_only():
+    """Hand-made posteriors: dimension 2 carries 8 nats, dimension 0 2 nats, the rest none; a
+    padded slot with a huge KL on dimension 3 must not count."""
+    from types import SimpleNamespace
+    from lavae_core.diagnostics import active_app_dims
+    from lavae_core.lavae import Inference
+
+    L = 5
+    z = torch.zeros(2, 2, L)
+    z[:, 0, 2], z[:, 0, 0] = 4.0, 2.0            # KL of N(mu, 1) from N(0, 1) is mu^2 / 2
+    z[:, 1, 3] = 100.0                           # padding
+    mask = torch.tensor([[True, False], [True, False]])
+
+    class Fake(torch.nn.Module):
+        cfg = SimpleNamespace(latent_dim=L)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def infer(self, x):
+            b = x.shape[0]
+            return Inference(n=mask[:b].sum(1), mask=mask[:b], locations=torch.zeros(b, 2, 2, dtype=torch.long),
+                             z_app=z[:b], logvar=torch.zeros(b, 2, L), sprites=None, recon=None, h_loc=None)
+
+    model = Fake().train()
+    dims, per_dim = active_app_dims(model, np.zeros((2, 1, 8, 8), np.uint8), k=2, batch_size=1)
+    assert dims == (2, 0)
+    assert per_dim == pytest.approx([2.0, 0.0, 8.0, 0.0, 0.0])
+    assert model.training                        # the model's mode is restored
+    assert active_app_dims(model, np.zeros((2, 1, 8, 8), np.uint8), k=9)[0] == (2, 0, 1, 3, 4)
+    with pytest.raises(ValueError, match="positive number of dimensions"):
+        active_app_dims(model, np.zeros((2, 1, 8, 8), np.uint8), k=0)
+    mask[:] = False
+    with pytest.raises(ValueError, match="infers no object"):
+        active_app_dims(model, np.zeros((2, 1, 8, 8), np.uint8))
