@@ -56,6 +56,7 @@ while [ "$#" -gt 0 ]; do
     esac
     shift 2
 done
+[[ "$keep_state" =~ ^[01]$ ]] || { echo "gpu_curve.sh: --keep-state must be 0 or 1, got $keep_state" >&2; exit 2; }
 specs=()   # every run's spec, checked and parsed once, before anything starts
 for r in $runs; do
     IFS=: read -r model dataset seed sets rest <<< "$r"

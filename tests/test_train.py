@@ -360,6 +360,7 @@ def test_gpu_curve_script_rejects_bad_input(tmp_path):
     from lavae_core import REPO_ROOT
     for args, code, msg in ((["--bogus", "1"], 2, "unknown option --bogus"),
                             (["--minutes"], 2, "--minutes needs a value"),
+                            (["--keep-state", "yes"], 2, "--keep-state must be 0 or 1, got yes"),
                             (["--unpack", str(tmp_path)], 1, f"no curve.tgz in {tmp_path}"),
                             (["--runs", "lavae:multi-dsprites"], 2, "is not model:dataset:seed"),
                             (["--runs", "vae:multi-dsprites:0"], 2, "model must be lavae or baseline"),
