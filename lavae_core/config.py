@@ -269,6 +269,22 @@ CPU_CHANGES: dict[str, tuple[object, str]] = {
 
 # Fields the cpu profile sets differently on one data set (applied after CPU_CHANGES), with why.
 CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
+    "multi-mnist-1k": {
+        "steps": (11_000, "both models (the paper trains both for as many steps). At 3,000 steps LAVAE "
+                  "tied the baseline on the bound (87.8 each, seeds 0-2) and drew blurred prototypes "
+                  "(ink IoU 0.49-0.53); trained on it keeps improving: seeds 0-2 from step 0 to 11,000 "
+                  "(with loc_bg_hinge, one H200, float32, ~10 minutes each, three side by side): K = 100 "
+                  "bound 63.7 +- 1.0 (85.3 +- 1.2 at 3,000 on the CPU), ink IoU 0.75-0.78, top-pixel share "
+                  "0.93-0.94, counts 99.29 % / 96.72 % of the 10,000 + 10,000 test images "
+                  "(results/long_runs). On this 2-core CPU the 3,000 steps took 92-108 minutes at one "
+                  "thread, so 11,000 take ~6 hours; a baseline step costs ~4.3x less"),
+        "loc_bg_hinge": (1.0, "past ~7,000 steps nothing holds h_loc's border maximum under f_count's "
+                         "threshold: seed 0 without it crept to the threshold (blank maximum 1.83 at "
+                         "3,000, 3.42 at 7,000) and diverged at ~7,700 steps (count 99.8 % -> 0.2 %), "
+                         "reproduced from its step-7,000 snapshot; with it no run diverged (seeds 0 and 1 "
+                         "from mid-run snapshots to 10,500 / 11,000 on the CPU, seeds 0-2 from step 0 to "
+                         "11,000 on the H200: blank maximum 1.46-1.79 at 11,000; results/stability)"),
+    },
     "multi-dsprites": {
         "loc_estimator": ("score", "the score-function gradient from step 0 (seeds 0-2, 3,000 steps, 2-core "
                           "Xeon, 1 thread) against the relaxed gradient (seeds 0-2, 2-core AMD EPYC): "
