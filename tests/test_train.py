@@ -52,8 +52,12 @@ def test_aux_floor_keeps_the_pull_on_h_loc_after_the_warm_up(tmp_path):
 
 
 def test_profiles_and_errors():
-    cpu = make_config("cpu")
+    cpu = make_config("cpu", "multi-mnist-10k")   # a data set without changes of its own
     assert all(getattr(cpu, k) == v for k, (v, _) in CPU_CHANGES.items())
+    for model in ("lavae", "baseline"):            # multi-MNIST-1k: longer, with the hinge (LAVAE reads it)
+        long = make_config("cpu", "multi-mnist-1k", model)
+        assert long.steps == 11_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
+    assert make_config("cpu", "multi-mnist-10k").loc_bg_hinge == 0.0 == make_config("paper").loc_bg_hinge
     for ds in DATASETS:   # a per-data-set change wins over the general one, on its data set only
         cfg = make_config("cpu", ds)
         assert all(getattr(cfg, k) == v for k, (v, _) in cpu_changes(ds).items())
