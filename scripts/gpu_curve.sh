@@ -126,11 +126,9 @@ for dir in "${dirs[@]}"; do
 done
 [ "${#pids[@]}" -gt 0 ] && wait "${pids[@]}"
 say "done in $(( ($(date +%s) - t0) / 60 )) min $(( ($(date +%s) - t0) % 60 )) s"
-if [ "$keep_state" = 1 ]; then
-    find "$state" -name 'step_*.pt' ! -name step_003000.pt > "$state/left_out.txt"
-else
-    find "$state" \( -name checkpoint.pt -o -name 'step_*.pt' ! -name step_003000.pt \) > "$state/left_out.txt"
-fi
+drop=(-name 'step_*.pt' ! -name step_003000.pt)              # snapshots but the 3,000-step one
+[ "$keep_state" = 1 ] || drop=(-name checkpoint.pt -o "${drop[@]}")   # and the training state
+find "$state" \( "${drop[@]}" \) > "$state/left_out.txt"
 tar -czf "$out/curve.tgz" -X "$state/left_out.txt" "$state"
 cp "$log" "$out/curve.log"
 ls -la "$out"
