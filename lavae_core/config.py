@@ -291,8 +291,8 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
                          "second peak on one digit 8-9 px from the first: 99.29 % / 96.72 % of the 10,000 + "
                          "10,000 test images (0-3 / 7 digits; H200). Trained with 19 from step 0 (it also sets "
                          "the n used in training and the hinge's blank pixels; seeds 0-2, 2-core Xeon, 2 "
-                         "threads, 76-78 minutes each): 99.997 % / 99.60 % (one error in 30,000 0-3-digit "
-                         "images); K = 100 bound 64.4 +- 1.3 against 63.7 +- 1.0, paired seed for seed +1.8, "
+                         "threads, 76-78 minutes each): 99.997 % / 99.60 % (one error in 3 x 10,000 "
+                         "counts); K = 100 bound 64.4 +- 1.3 against 63.7 +- 1.0, paired seed for seed +1.8, "
                          "-0.2, +0.5 nats (other hardware), still 11.3-13.3 below the baseline at equal steps "
                          "and 2.0-4.6 below it at equal time (results/long_runs/count_window.md)"),
     },
