@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lavae_core.checkpoint import CheckpointError, build_model, load_checkpoint, ship_run, ship_weights
-from lavae_core.config import CPU_CHANGES, DATASETS, cpu_changes, make_config
+from lavae_core.config import CPU_CHANGES, CPU_DATASET_CHANGES, DATASETS, cpu_changes, make_config
 from lavae_core.train import NonFiniteLossError, main, schedules, train
 from synthetic import blob_scenes
 
@@ -52,12 +52,16 @@ def test_aux_floor_keeps_the_pull_on_h_loc_after_the_warm_up(tmp_path):
 
 
 def test_profiles_and_errors():
-    cpu = make_config("cpu", "multi-mnist-10k")   # a data set without changes of its own
-    assert all(getattr(cpu, k) == v for k, (v, _) in CPU_CHANGES.items())
-    for model in ("lavae", "baseline"):            # multi-MNIST-1k: longer, with the hinge (LAVAE reads it)
-        long = make_config("cpu", "multi-mnist-1k", model)
-        assert long.steps == 11_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
-    assert make_config("cpu", "multi-mnist-10k").loc_bg_hinge == 0.0 == make_config("paper").loc_bg_hinge
+    for ds in DATASETS:   # a general change holds wherever the data set has none of its own
+        cfg, own = make_config("cpu", ds), CPU_DATASET_CHANGES.get(ds, {})
+        assert all(getattr(cfg, k) == v for k, (v, _) in CPU_CHANGES.items() if k not in own)
+    for ds in ("multi-mnist-1k", "multi-mnist-10k"):   # both multi-MNIST sets: longer, with the hinge
+        for model in ("lavae", "baseline"):            # and window 19 (LAVAE reads the last two)
+            long = make_config("cpu", ds, model)
+            assert long.steps == 11_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
+            assert long.count_window == 19 > make_config("paper", ds).count_window
+    assert make_config("cpu", "multi-dsprites").loc_bg_hinge == 0.0 == make_config("paper").loc_bg_hinge
+    assert make_config("cpu", "multi-dsprites").steps == CPU_CHANGES["steps"][0]
     for ds in DATASETS:   # a per-data-set change wins over the general one, on its data set only
         cfg = make_config("cpu", ds)
         assert all(getattr(cfg, k) == v for k, (v, _) in cpu_changes(ds).items())
