@@ -81,7 +81,7 @@ def test_per_seed_markdown_lists_every_run_with_its_hardware():
     rows = rows_of([_record(seed=0, acc=0.918), _record("baseline", seed=3)], {})
     lines = per_seed_markdown(rows).splitlines()
     assert len(lines) == 2 + 2
-    assert lines[2] == ("| multi-dsprites | lavae | current | 0 | 3000 | Intel Xeon | 20.0 | 150.0 | 600.0 | "
+    assert lines[2] == ("| multi-dsprites | lavae | current | 0 | 9000 | Intel Xeon | 20.0 | 150.0 | 600.0 | "
                         "91.80% | 45.90% |")
     assert lines[3].endswith("| — | — |")
 

@@ -60,8 +60,11 @@ def test_profiles_and_errors():
             long = make_config("cpu", ds, model)
             assert long.steps == 11_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
             assert long.count_window == 19 > make_config("paper", ds).count_window
-    assert make_config("cpu", "multi-dsprites").loc_bg_hinge == 0.0 == make_config("paper").loc_bg_hinge
-    assert make_config("cpu", "multi-dsprites").steps == CPU_CHANGES["steps"][0]
+    for model in ("lavae", "baseline"):   # multi-dSprites: longer too, with the hinge, its own window
+        long = make_config("cpu", "multi-dsprites", model)
+        assert long.steps == 9_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
+        assert long.count_window == 9 < make_config("paper", "multi-dsprites").count_window
+    assert make_config("paper").loc_bg_hinge == 0.0 and make_config("paper").steps > 9_000
     for ds in DATASETS:   # a per-data-set change wins over the general one, on its data set only
         cfg = make_config("cpu", ds)
         assert all(getattr(cfg, k) == v for k, (v, _) in cpu_changes(ds).items())
