@@ -316,7 +316,7 @@ CPU_DATASET_CHANGES: dict[str, dict[str, tuple[object, str]]] = {
     },
     "multi-dsprites": {
         "steps": (9_000, "both models. At 3,000 steps LAVAE drew rounded blobs (ink IoU 0.80-0.82) and lost "
-                  "to the baseline on the bound (155.6 +- 5.7 against 119.6 +- 3.3, seeds 0-2). Trained "
+                  "to the baseline on the bound (155.6 +- 5.7 against 119.6 +- 3.1, seeds 0-2). Trained "
                   "so from step 0 with the hinge (seeds 0-2, 2-core Xeon; seed 0 2 threads alone, 78.1 "
                   "minutes; seeds 1-2 1 thread each side by side, 129.9 / 126.5): K = 100 bound 85.5 +- "
                   "6.7, ink IoU 0.963 / 0.947 / 0.929, counts 99.78 % / 94.88 % of the 10,000 + 10,000 "
