@@ -8,6 +8,9 @@ paper), then ``warmup_anneal_steps`` over which the auxiliary weight falls linea
 P(force n = 1) to ``force_n1_end``. With ``reset_loc_opt`` (cpu profile, not in the paper) the
 location net's Adamax state is dropped once, when that anneal ends: the warm-up loss's large
 gradients otherwise dominate Adamax's max-gradient memory long after (see config.CPU_CHANGES).
+With ``opt_reset_step`` > 0 (not in the paper) the whole Adamax state, both groups, is dropped
+once, before that step's update: as if the run went on from that step with a fresh optimiser
+(what ``--init-from`` does), in one run.
 The baseline's beta rises linearly from 0 to 1 over ``beta_anneal_steps``; LAVAE's kl_app and kl_loc
 weight ("kl_weight") over ``kl_anneal_steps`` (0 in the paper profile: none).
 
@@ -309,6 +312,8 @@ def train(cfg: Config, run_dir: str | Path, device: str | None = None, resume: b
                 if cfg.reset_loc_opt and step == cfg.warmup_steps + cfg.warmup_anneal_steps:
                     for p_ in opt.param_groups[0]["params"]:
                         opt.state.pop(p_, None)   # Adamax re-initialises it on this step
+                if cfg.opt_reset_step and step == cfg.opt_reset_step:
+                    opt.state.clear()   # both groups; Adamax re-initialises them on this step
             idx = torch.randint(len(train_images), (cfg.batch_size,), generator=data_gen)
             x = as_float(train_images[idx.to(train_images.device, non_blocking=True)], dev)
             stats = train_step(x, s)

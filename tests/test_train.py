@@ -268,8 +268,28 @@ def test_warmup_end_resets_the_location_optimizer_and_it_keeps_learning(tmp_path
     assert steps == {4} and max(rest) == 8
 
 
+def test_opt_reset_step_drops_the_whole_optimizer_state_once(tmp_path, scenes):
+    """opt_reset_step: both groups' Adamax state restarts at that step (every state's step counter
+    counts from it), and a run resumed at that very step ends where an uninterrupted one does."""
+    kw = dict(train_images=scenes[0], eval_sets={}, progress=False)
+    cfg = dict(warmup_steps=1, warmup_anneal_steps=1, opt_reset_step=4, force_n1_end=1.0, ckpt_every=4)
+    train(make_config("smoke", steps=8, **cfg), tmp_path / "straight", **kw)
+    train(make_config("smoke", steps=4, **cfg), tmp_path / "resumed", **kw)
+    train(make_config("smoke", steps=8, **cfg), tmp_path / "resumed", **kw)
+    train(make_config("smoke", steps=8, **{**cfg, "opt_reset_step": 0}), tmp_path / "none", **kw)
+    ck = {k: torch.load(tmp_path / k / "checkpoint.pt", weights_only=True) for k in ("straight", "resumed", "none")}
+    counts = {k: {int(v["step"]) for v in c["optimizer"]["state"].values()} for k, c in ck.items()}
+    assert counts["straight"] == {4} and counts["resumed"] == {4} and max(counts["none"]) == 8
+    groups = ck["straight"]["optimizer"]["param_groups"]
+    assert all(i in ck["straight"]["optimizer"]["state"] for g in groups for i in g["params"][:1])
+    assert all(torch.equal(ck["straight"]["model"][k], ck["resumed"]["model"][k]) for k in ck["straight"]["model"])
+    assert any(not torch.equal(ck["straight"]["model"][k], ck["none"]["model"][k]) for k in ck["none"]["model"])
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("kl_anneal_steps", -1, "kl_anneal_steps must be an integer >= 0"),
+    ("opt_reset_step", -1, "opt_reset_step must be an integer >= 0"),
+    ("opt_reset_step", 3000.0, "opt_reset_step must be an integer"),
     ("reset_loc_opt", "yes", "reset_loc_opt must be True or False"),
     ("straight_through", 1, "straight_through must be True or False"),
     ("app_free_bits", -0.5, "app_free_bits must be a number >= 0"),
