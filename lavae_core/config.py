@@ -96,7 +96,9 @@ class Config:
                                        # by 0.999 a step and damps the later updates; measured on
                                        # multi-dSprites seed 2 (from its step-3,000 snapshot, to
                                        # 9,000): K = 100 bound 82.2 against 91.4 without, ink IoU
-                                       # 0.955 (0.929) (results/long_runs/dsprites_long)
+                                       # 0.955 (0.929); in one run from step 0 with 3000, seeds
+                                       # 0 / 1: 79.7 / 79.7 against 78.2 / 87.1 (results/long_runs/
+                                       # dsprites_long); not yet in the cpu profile
     loc_sharpen: float = 0.0           # weight of an entropy penalty on each drawn location's q
                                        # (not in the paper: 0 = none), faded in as the warm-up's
                                        # squared loss fades out: sharpens q against the location
