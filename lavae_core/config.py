@@ -410,6 +410,11 @@ def make_config(profile: str = "paper", dataset: str = "multi-mnist-1k", model: 
     if unknown:
         close = difflib.get_close_matches(unknown[0], [f.name for f in dataclasses.fields(Config)], 1)
         raise ValueError(f"unknown config field {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    unread = sorted(set(overrides) - set(recipe_fields(model)) - {*BOOKKEEPING, *SPEED_FIELDS})
+    if unread:
+        other = "LAVAE" if model == "baseline" else "the baseline"
+        warnings.warn(f"the {model} does not read {', '.join(unread)} (a field of {other} only): "
+                      f"{'it changes' if len(unread) == 1 else 'they change'} nothing in this run", stacklevel=2)
     fields: dict = dict(DATASET_FIELDS[dataset], dataset=dataset, profile=profile, model=model)
     if profile == "cpu":
         fields.update({k: v for k, (v, _) in cpu_changes(dataset).items()})
