@@ -10,7 +10,7 @@ location net's Adamax state is dropped once, when that anneal ends: the warm-up 
 gradients otherwise dominate Adamax's max-gradient memory long after (see config.CPU_CHANGES).
 With ``opt_reset_step`` > 0 (not in the paper) the whole Adamax state, both groups, is dropped
 once, before that step's update: as if the run went on from that step with a fresh optimiser
-(what ``--init-from`` does), in one run.
+(what ``--init-from`` does), in one run; the cpu profile sets 3000 on multi-dSprites.
 The baseline's beta rises linearly from 0 to 1 over ``beta_anneal_steps``; LAVAE's kl_app and kl_loc
 weight ("kl_weight") over ``kl_anneal_steps`` (0 in the paper profile: none).
 

@@ -64,6 +64,10 @@ def test_profiles_and_errors():
         long = make_config("cpu", "multi-dsprites", model)
         assert long.steps == 9_000 > CPU_CHANGES["steps"][0] and long.loc_bg_hinge == 1.0
         assert long.count_window == 9 < make_config("paper", "multi-dsprites").count_window
+    # the whole-optimiser reset at 3,000 steps: multi-dSprites' cpu recipe only, never the paper's
+    assert make_config("cpu", "multi-dsprites").opt_reset_step == 3000
+    assert all(make_config(prof, ds).opt_reset_step == 0 for prof in ("cpu", "paper") for ds in DATASETS
+               if (prof, ds) != ("cpu", "multi-dsprites"))
     assert make_config("paper").loc_bg_hinge == 0.0 and make_config("paper").steps > 9_000
     for ds in DATASETS:   # a per-data-set change wins over the general one, on its data set only
         cfg = make_config("cpu", ds)
